@@ -1,0 +1,3 @@
+module github.com/repe-gw/repe-gw
+
+go 1.26
