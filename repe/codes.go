@@ -75,8 +75,7 @@ var errorCodeNames = [...]string{
 	"elements_not_convertible_to_design", "unknown_distribution",
 	"invalid_distribution_elements", "hostname_failure", "includer_error",
 	"feature_not_supported", "invalid_json_pointer", "patch_test_failed",
-	67: "",
-	68: "invalid_length",
+	"buffer_overflow", "invalid_length",
 	69: "invalid_utf8",
 	72: "exceeded_max_expansion",
 }

@@ -36,9 +36,12 @@ func (e *Error) Is(target error) bool {
 
 // AsError returns err as an *Error: err itself or the first *Error in its
 // chain, a bare ErrorCode with an empty message, or ParseError with err's
-// text for anything else. It lets a server answer any failure with a REPE
-// error frame.
+// text for anything else; nil for a nil err. It lets a server answer any
+// failure with a REPE error frame.
 func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e

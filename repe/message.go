@@ -94,10 +94,12 @@ func (m Message) Body() []byte {
 }
 
 // PeekID returns the id field of a possibly incomplete or invalid frame, or 0
-// when b is too short to hold it. Replies to frames that fail validation carry
-// this id, as Glaze's do (REPE.md §2.2).
+// when b holds less than a whole header. Replies to frames that fail
+// validation carry this id, as Glaze's do (REPE.md §2.2): Glaze reads the id
+// only from a complete 48-byte header (extract_id, parse_request), so a
+// shorter buffer is answered with id 0 even when it reaches offset 16.
 func PeekID(b []byte) uint64 {
-	if len(b) < OffsetID+8 {
+	if len(b) < HeaderSize {
 		return 0
 	}
 	return binary.LittleEndian.Uint64(b[OffsetID:])

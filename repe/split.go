@@ -26,7 +26,7 @@ const DefaultMaxMessageSize = 64 << 20
 //     buffer a body it has announced but not yet sent.
 //
 // maxSize limits the length field; 0 means no limit beyond what an int can
-// index. Errors are *Error with Glaze's codes and texts; reply to them with
+// index (math.MaxInt), which also caps any larger maxSize. Errors are *Error with Glaze's codes and texts; reply to them with
 // the id PeekID(data) finds.
 func Split(data []byte, maxSize uint64) (n int, err error) {
 	if len(data) < OffsetSpec {
@@ -36,8 +36,14 @@ func Split(data []byte, maxSize uint64) (n int, err error) {
 	if length < HeaderSize {
 		return 0, errShort()
 	}
-	if length > math.MaxInt || (maxSize > 0 && length > maxSize) {
-		return 0, errTooLarge(length, maxSize)
+	// The limit quoted in the error is the one applied: with maxSize 0 that
+	// is what an int can index, not "0".
+	limit := uint64(math.MaxInt)
+	if maxSize > 0 && maxSize < limit {
+		limit = maxSize
+	}
+	if length > limit {
+		return 0, errTooLarge(length, limit)
 	}
 	if len(data) < OffsetVersion {
 		return 0, nil
