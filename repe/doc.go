@@ -8,7 +8,7 @@
 //	  8    2 spec           magic 0x1507, on the wire 07 15
 //	 10    1 version        1
 //	 11    1 notify         any non-zero value means "send no reply"
-//	 12    4 reserved       written as 0, never checked
+//	 12    4 reserved       0 in replies, never checked
 //	 16    8 id             echoed in the reply
 //	 24    8 query_length
 //	 32    8 body_length

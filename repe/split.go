@@ -25,9 +25,13 @@ const DefaultMaxMessageSize = 64 << 20
 //     magic (10) and version (11) are there, so a peer cannot make the caller
 //     buffer a body it has announced but not yet sent.
 //
+// The checks run in the order of Glaze's asio_server (REPE.md §4.1): the
+// length first, then magic and version, then the length rule of Parse.
+//
 // maxSize limits the length field; 0 means no limit beyond what an int can
-// index (math.MaxInt), which also caps any larger maxSize. Errors are *Error with Glaze's codes and texts; reply to them with
-// the id PeekID(data) finds.
+// index (math.MaxInt), which also caps any larger maxSize. Errors are *Error
+// with Glaze's codes and texts; reply to them with the id PeekID(data) finds,
+// which is 0 while fewer than HeaderSize bytes are buffered, as in Glaze.
 func Split(data []byte, maxSize uint64) (n int, err error) {
 	if len(data) < OffsetSpec {
 		return 0, nil
