@@ -1,0 +1,196 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// Client calls one REPE server over a pool of TCP connections. It is safe
+// for concurrent use. See the package documentation for how calls, ids,
+// deadlines and failures work.
+type Client struct {
+	addr   string
+	cfg    Config
+	dialer net.Dialer
+	next   atomic.Uint64 // round-robin position in slots
+	slots  []slot
+	closed atomic.Bool
+}
+
+// slot is one place in the pool: a connection, or nil until one is dialled.
+type slot struct {
+	mu   sync.Mutex // held while dialling
+	conn atomic.Pointer[conn]
+}
+
+// Reply is a server's answer to a call. Body belongs to the caller.
+type Reply struct {
+	ID         uint64
+	EC         repe.ErrorCode
+	BodyFormat repe.BodyFormat
+	Body       []byte
+}
+
+// Dial connects to the REPE server at addr ("host:port") and returns a
+// Client whose first connection is open, so that an unreachable server is
+// reported here. cfg may be nil for the defaults. A failed connection is an
+// *Error with code repe.ConnectionFailure, or repe.Timeout when ctx ended.
+func Dial(ctx context.Context, addr string, cfg *Config) (*Client, error) {
+	c := &Client{addr: addr, cfg: cfg.withDefaults()}
+	if err := c.cfg.validate(); err != nil {
+		return nil, err
+	}
+	c.dialer = net.Dialer{Timeout: c.cfg.DialTimeout}
+	c.slots = make([]slot, c.cfg.Conns)
+	if _, err := c.connAt(ctx, "", &c.slots[0]); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Call sends a request for query with body and waits for the reply or for
+// ctx to end. A reply with ec 0 returns (reply, nil). A reply with another
+// ec returns the reply and an *Error with Remote set. A call that gets no
+// reply returns an *Error with code repe.Timeout (ctx ended),
+// repe.ConnectionFailure (the connection failed) or repe.SendError (the
+// request could not be sent as asked).
+//
+// The request's body_format is JSON when body is not empty and raw when it
+// is, unless an option says otherwise; its query_format is JSON pointer.
+func (c *Client) Call(ctx context.Context, query string, body []byte, opts ...CallOption) (Reply, error) {
+	req := newRequest(body, false, opts)
+	if err := c.checkSize(query, body); err != nil {
+		return Reply{}, err
+	}
+	cn, err := c.pick(ctx, query)
+	if err != nil {
+		return Reply{}, err
+	}
+	cl, id, err := cn.register(&req)
+	if err != nil {
+		code := repe.ConnectionFailure
+		if req.hasID {
+			code = repe.SendError
+		}
+		return Reply{}, localError(query, code, err)
+	}
+	req.header.ID = id
+	if err := cn.write(ctx, req.header, query, body); err != nil {
+		if cn.forget(id, cl) {
+			cn.recycle(cl)
+			if errors.Is(err, context.DeadlineExceeded) {
+				return Reply{}, contextError(query, ctx)
+			}
+			return Reply{}, localError(query, repe.ConnectionFailure, err)
+		}
+		// The reader or fail took the call and will answer it.
+	}
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		if cn.forget(id, cl) {
+			cn.recycle(cl)
+			return Reply{}, contextError(query, ctx)
+		}
+		<-cl.done // answered as the context ended: take the answer
+	}
+	reply, cerr := cl.reply, cl.err
+	cn.recycle(cl)
+	if cerr != nil {
+		return Reply{}, localError(query, repe.ConnectionFailure, cerr)
+	}
+	if reply.EC != repe.OK {
+		return reply, remoteError(query, reply)
+	}
+	return reply, nil
+}
+
+// Notify sends a request with the notify flag set, for which the server
+// sends no reply, and returns once the request is written. Options work as
+// for Call.
+func (c *Client) Notify(ctx context.Context, query string, body []byte, opts ...CallOption) error {
+	req := newRequest(body, true, opts)
+	if err := c.checkSize(query, body); err != nil {
+		return err
+	}
+	cn, err := c.pick(ctx, query)
+	if err != nil {
+		return err
+	}
+	if !req.hasID {
+		req.header.ID = cn.nextNotifyID()
+	}
+	if err := cn.write(ctx, req.header, query, body); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return contextError(query, ctx)
+		}
+		return localError(query, repe.ConnectionFailure, err)
+	}
+	return nil
+}
+
+// Close closes every connection. Calls in flight fail with
+// repe.ConnectionFailure wrapping ErrClosed, and so do later calls. Close
+// waits for the connections' readers to stop; it always returns nil.
+func (c *Client) Close() error {
+	c.closed.Store(true)
+	for i := range c.slots {
+		s := &c.slots[i]
+		s.mu.Lock()
+		if cn := s.conn.Load(); cn != nil {
+			cn.close(ErrClosed)
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// checkSize refuses a request larger than MaxMessageSize, which the server
+// would refuse by closing the connection.
+func (c *Client) checkSize(query string, body []byte) error {
+	if n := uint64(repe.HeaderSize) + uint64(len(query)) + uint64(len(body)); n > c.cfg.MaxMessageSize {
+		return localError(query, repe.SendError, errors.New("request of "+strconv.FormatUint(n, 10)+
+			" bytes exceeds the maximum message size of "+strconv.FormatUint(c.cfg.MaxMessageSize, 10)))
+	}
+	return nil
+}
+
+// pick returns the live connection of the next slot in turn, dialling it
+// when it has none or its connection failed.
+func (c *Client) pick(ctx context.Context, query string) (*conn, error) {
+	s := &c.slots[c.next.Add(1)%uint64(len(c.slots))]
+	if cn := s.conn.Load(); cn != nil && !cn.dead.Load() {
+		return cn, nil
+	}
+	return c.connAt(ctx, query, s)
+}
+
+func (c *Client) connAt(ctx context.Context, query string, s *slot) (*conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.closed.Load() {
+		return nil, localError(query, repe.ConnectionFailure, ErrClosed)
+	}
+	if cn := s.conn.Load(); cn != nil && !cn.dead.Load() {
+		return cn, nil // another call dialled it meanwhile
+	}
+	nc, err := c.dialer.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, contextError(query, ctx)
+		}
+		return nil, localError(query, repe.ConnectionFailure, err)
+	}
+	if old := s.conn.Load(); old != nil {
+		<-old.done // its reader has stopped; let it go
+	}
+	cn := newConn(nc, &c.cfg)
+	s.conn.Store(cn)
+	return cn, nil
+}
