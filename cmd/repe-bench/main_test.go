@@ -354,3 +354,23 @@ func TestParseEC(t *testing.T) {
 		})
 	}
 }
+
+func TestProgressLine(t *testing.T) {
+	c1, c2 := &conn{}, &conn{}
+	c1.progReplies.Store(300)
+	c1.progNotifies.Store(100)
+	c2.progReplies.Store(600)
+	c2.progErrors.Store(2)
+	var out bytes.Buffer
+	base := time.Now()
+	p := progressState{out: &out, conns: []*conn{c1, c2}, base: base}
+	p.show(base.Add(time.Second))
+	assert.Equal(t, "\r\033[K   1s        1000 req/s          1000 requests  2 errors", out.String())
+	out.Reset()
+	c2.progReplies.Store(2600)
+	p.show(base.Add(3 * time.Second))
+	assert.Equal(t, "\r\033[K   3s        1000 req/s          3000 requests  2 errors", out.String())
+	out.Reset()
+	p.clear()
+	assert.Equal(t, "\r\033[K", out.String())
+}

@@ -49,9 +49,13 @@ type summary struct {
 	Writes int64 `json:"writes"` // system calls of the measured phase
 	Reads  int64 `json:"reads"`
 
+	// CPU time per request, and busy as a fraction of one CPU over the
+	// measured window: a side near 1 is the bottleneck.
 	ClientCPUUSPerRequest float64  `json:"client_cpu_us_per_request"`
+	ClientCPUBusy         float64  `json:"client_cpu_busy"`
 	ServerPID             int      `json:"server_pid,omitempty"`
 	ServerCPUUSPerRequest *float64 `json:"server_cpu_us_per_request,omitempty"`
+	ServerCPUBusy         *float64 `json:"server_cpu_busy,omitempty"`
 	ServerCPUError        string   `json:"server_cpu_error,omitempty"`
 }
 
@@ -161,6 +165,9 @@ func summarize(cfg *config, p *plan, conns []*conn, before, after cpuSample, int
 	if s.Requests > 0 {
 		s.ClientCPUUSPerRequest = float64(after.self-before.self) / 1e3 / float64(s.Requests)
 	}
+	if window > 0 {
+		s.ClientCPUBusy = float64(after.self-before.self) / float64(window)
+	}
 	if cfg.serverPID > 0 {
 		s.ServerPID = cfg.serverPID
 		switch {
@@ -168,9 +175,10 @@ func summarize(cfg *config, p *plan, conns []*conn, before, after cpuSample, int
 			s.ServerCPUError = before.serverErr.Error()
 		case after.serverErr != nil:
 			s.ServerCPUError = after.serverErr.Error()
-		case s.Requests > 0:
-			v := float64(after.server-before.server) / 1e3 / float64(s.Requests)
-			s.ServerCPUUSPerRequest = &v
+		case s.Requests > 0 && window > 0:
+			perReq := float64(after.server-before.server) / 1e3 / float64(s.Requests)
+			busy := float64(after.server-before.server) / float64(window)
+			s.ServerCPUUSPerRequest, s.ServerCPUBusy = &perReq, &busy
 		}
 	}
 	return s
@@ -216,10 +224,11 @@ func (s *summary) writeText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "  sent       %s (%s/s)\n", fmtBytes(float64(s.BytesSent)), fmtBytes(s.SentBytesPerS))
 	fmt.Fprintf(&b, "  received   %s (%s/s)\n", fmtBytes(float64(s.BytesReceived)), fmtBytes(s.ReceivedBytesPerS))
-	fmt.Fprintf(&b, "  client cpu %.3f µs/request\n", s.ClientCPUUSPerRequest)
+	fmt.Fprintf(&b, "  client cpu %.3f µs/request, %.0f%% busy\n", s.ClientCPUUSPerRequest, 100*s.ClientCPUBusy)
 	switch {
 	case s.ServerCPUUSPerRequest != nil:
-		fmt.Fprintf(&b, "  server cpu %.3f µs/request (pid %d, /proc/%d/stat)\n", *s.ServerCPUUSPerRequest, s.ServerPID, s.ServerPID)
+		fmt.Fprintf(&b, "  server cpu %.3f µs/request, %.0f%% busy (pid %d, /proc/%d/stat)\n",
+			*s.ServerCPUUSPerRequest, 100**s.ServerCPUBusy, s.ServerPID, s.ServerPID)
 	case s.ServerCPUError != "":
 		fmt.Fprintf(&b, "  server cpu unknown: %s\n", s.ServerCPUError)
 	}
