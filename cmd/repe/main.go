@@ -1,0 +1,217 @@
+// Command repe calls a REPE server from the shell, the way grpcurl calls
+// gRPC servers and redis-cli calls Redis:
+//
+//	repe [--addr ADDR] get PATH
+//	repe [--addr ADDR] set PATH JSON
+//	repe [--addr ADDR] call PATH [JSON | - | @FILE]
+//	repe [--addr ADDR] notify PATH [JSON | - | @FILE]
+//
+// Run repe -h for every flag.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"unicode/utf8"
+
+	"github.com/repe-gw/repe-gw/beve"
+	"github.com/repe-gw/repe-gw/client"
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// Exit codes, as the Rust REPE command-line client uses them.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // usage, connection, timeout or local error
+	exitServerError = 2 // the server answered with a non-zero ec
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run is the whole program; main only wires it to the process. It returns
+// the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	opts, pos, err := parseArgs(args, os.Getenv("REPE_ADDR"), stdout)
+	if errors.Is(err, errHelp) {
+		return exitOK
+	}
+	if err != nil {
+		return usageError(stderr, err.Error())
+	}
+	cmd, err := parseCommand(pos)
+	if err != nil {
+		return usageError(stderr, err.Error())
+	}
+
+	body, err := readBody(cmd.source, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "repe: %v\n", err)
+		return exitFailure
+	}
+	if cmd.name == "set" && len(body) == 0 {
+		return usageError(stderr, "set needs a JSON body")
+	}
+	if err := validateJSON(body); err != nil {
+		fmt.Fprintf(stderr, "repe: %v\n", err)
+		return exitFailure
+	}
+	var callOpts []client.CallOption
+	if opts.beve && len(body) > 0 {
+		if body, err = beve.AppendBEVE(nil, body); err != nil {
+			fmt.Fprintf(stderr, "repe: %v\n", err)
+			return exitFailure
+		}
+		callOpts = append(callOpts, client.WithBodyFormat(repe.BodyBEVE))
+	}
+	if opts.hasID {
+		callOpts = append(callOpts, client.WithID(opts.id))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), opts.timeout)
+	defer cancel()
+	// One call needs one connection, not the default pool.
+	c, err := client.Dial(ctx, opts.addr, &client.Config{Conns: 1})
+	if err != nil {
+		return reportError(stderr, err, client.Reply{}, "connect to", opts)
+	}
+	defer c.Close()
+
+	if cmd.notify {
+		if err := c.Notify(ctx, cmd.path, body, callOpts...); err != nil {
+			return reportError(stderr, err, client.Reply{}, "send to", opts)
+		}
+		return exitOK
+	}
+	reply, err := c.Call(ctx, cmd.path, body, callOpts...)
+	if err != nil {
+		return reportError(stderr, err, reply, "get a reply from", opts)
+	}
+	if err := writeBody(stdout, stderr, reply.BodyFormat, reply.Body, opts.raw); err != nil {
+		fmt.Fprintf(stderr, "repe: writing the reply: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// command is what the positional arguments ask for.
+type command struct {
+	name   string // get, set, call or notify
+	path   string // the query
+	source string // the body argument: JSON, "-" or "@FILE"; "" for none
+	notify bool
+}
+
+func parseCommand(pos []string) (command, error) {
+	if len(pos) == 0 {
+		return command{}, errors.New("no command")
+	}
+	cmd, rest := command{name: pos[0]}, pos[1:]
+	switch cmd.name {
+	case "get":
+		if len(rest) != 1 {
+			return cmd, errors.New("get takes PATH")
+		}
+	case "set":
+		if len(rest) != 2 {
+			return cmd, errors.New("set takes PATH and a JSON body")
+		}
+		cmd.source = rest[1]
+	case "call", "notify":
+		if len(rest) < 1 || len(rest) > 2 {
+			return cmd, errors.New(cmd.name + " takes PATH and an optional body")
+		}
+		if len(rest) == 2 {
+			cmd.source = rest[1]
+		}
+		cmd.notify = cmd.name == "notify"
+	default:
+		return cmd, fmt.Errorf("unknown command %q", cmd.name)
+	}
+	cmd.path = rest[0]
+	return cmd, nil
+}
+
+func usageError(stderr io.Writer, msg string) int {
+	fmt.Fprintf(stderr, "repe: %s (see repe -h)\n", msg)
+	return exitFailure
+}
+
+// reportError prints a failed call as "<ec name> (<ec>): <message>" and
+// returns exit code 2 when the server sent the error (reply), 1 otherwise.
+// doing says what timed out ("connect to").
+func reportError(stderr io.Writer, err error, reply client.Reply, doing string, opts options) int {
+	var ce *client.Error
+	if !errors.As(err, &ce) {
+		fmt.Fprintf(stderr, "repe: %v\n", err)
+		return exitFailure
+	}
+	code, msg := ce.Err.Code, ce.Err.Message
+	switch {
+	case ce.Remote:
+		msg = errorMessage(reply)
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = "could not " + doing + " " + opts.addr + " within " + opts.timeout.String() + " (--timeout)"
+	}
+	name := code.Name()
+	if name == "" {
+		name = "error" // an application code (>= 4096) or one Glaze has not named
+	}
+	fmt.Fprintf(stderr, "%s (%d): %s\n", name, uint32(code), msg)
+	if ce.Remote {
+		return exitServerError
+	}
+	return exitFailure
+}
+
+// errorMessage is the message of an error reply, on one line. Glaze sends
+// UTF-8 text; a JSON or BEVE body is shown as compact JSON, and bytes that
+// are not text as hex.
+func errorMessage(reply client.Reply) string {
+	body := reply.Body
+	switch reply.BodyFormat {
+	case repe.BodyBEVE:
+		if js, err := beve.AppendJSON(nil, body); err == nil {
+			return string(bytes.ReplaceAll(js, []byte("\n"), []byte(" ")))
+		}
+	case repe.BodyJSON:
+		var b bytes.Buffer
+		if json.Compact(&b, body) == nil {
+			return b.String()
+		}
+	}
+	if utf8.Valid(body) {
+		return string(bytes.TrimRight(body, "\r\n"))
+	}
+	return hex.EncodeToString(body)
+}
+
+// readBody returns the body an argument names: the argument itself, "-"
+// for standard input or "@FILE" for a file's contents, trimmed of
+// surrounding white space.
+func readBody(source string, stdin io.Reader) ([]byte, error) {
+	var body []byte
+	var err error
+	switch {
+	case source == "-":
+		body, err = io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading standard input: %w", err)
+		}
+	case len(source) > 1 && source[0] == '@':
+		body, err = os.ReadFile(source[1:])
+		if err != nil {
+			return nil, err
+		}
+	default:
+		body = []byte(source)
+	}
+	return bytes.TrimSpace(body), nil
+}
