@@ -1,0 +1,48 @@
+// Package pluginhost loads REPE plugins, shared libraries that follow Glaze's
+// plugin ABI version 3 (REPE.md §5, plugins/include/repe_plugin.h), and calls
+// them. It uses purego, so a binary built with CGO_ENABLED=0 loads and calls
+// plugins too.
+//
+// # Lifecycle
+//
+// Open (and Load, for many files) takes a plugin through these steps, and
+// refuses it with a *LoadError naming the file and the reason at the first
+// one that fails:
+//
+//  1. dlopen the file with RTLD_NOW|RTLD_LOCAL: every symbol is resolved now,
+//     and none leaks into the next plugin.
+//  2. Resolve repe_plugin_interface_version, repe_plugin_info and
+//     repe_plugin_call (required; ErrMissingSymbol names the one missing),
+//     and repe_plugin_init and repe_plugin_shutdown (optional), with dlsym.
+//  3. Call repe_plugin_interface_version before reading anything else, and
+//     refuse any version but 3 (ErrInterfaceVersion): the info struct's
+//     layout belongs to the version.
+//  4. Read the info: NULL info, name or root path is refused (ErrInfo); a
+//     NULL version reads as "". The root path is normalised ("" and "/" are
+//     the catch-all "", trailing slashes go); one that does not start with
+//     "/" is refused.
+//  5. Load only: a root path another plugin already serves is refused
+//     (ErrDuplicateRoot), before init.
+//  6. Call repe_plugin_init if exported; a result other than REPE_OK refuses
+//     the plugin (ErrInit), after repe_plugin_shutdown is called to undo a
+//     partial initialisation, as Glaze's host example does.
+//  7. Serve calls: Plugin.Call, from any number of goroutines.
+//  8. Shut down: Plugin.Shutdown or Host.Close stop new calls, wait for the
+//     calls in flight, then call repe_plugin_shutdown exactly once.
+//
+// A library is never dlclosed. A C++ plugin's thread_local objects (Glaze's
+// reply buffer is one) are destroyed when each thread that used them exits,
+// by code inside the library; gateway threads outlive any shutdown, so after
+// a dlclose those destructors would jump into unmapped memory and crash the
+// host. Static destructors registered with atexit have the same problem. Not
+// unloading costs the library's mapping, nothing else.
+//
+// # Calls
+//
+// Plugin.Call is "request bytes in, reply bytes appended": nothing about it
+// needs the plugin to live in this process, so it could be served by an
+// out-of-process worker with the same contract. It validates what the plugin
+// returns (REPE.md §5.3-§5.4) and turns a malformed reply into a
+// *repe.Error, so a broken plugin never desynchronises a client's stream.
+// The package does not log; it returns errors for the caller to log.
+package pluginhost

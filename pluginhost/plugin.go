@@ -1,0 +1,242 @@
+package pluginhost
+
+import (
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// InterfaceVersion is the plugin ABI version this package implements
+// (REPE_PLUGIN_INTERFACE_VERSION in plugins/include/repe_plugin.h).
+const InterfaceVersion = 3
+
+// DefaultMaxReplySize is the largest reply a plugin may return unless
+// Config.MaxReplySize says otherwise: 1 GiB.
+const DefaultMaxReplySize = 1 << 30
+
+// maxCString bounds the strings read from a plugin's info, so that a string
+// without its NUL is an error rather than a read through memory.
+const maxCString = 4096
+
+// The ABI's symbols (REPE.md §5.1).
+const (
+	symInterfaceVersion = "repe_plugin_interface_version"
+	symInfo             = "repe_plugin_info"
+	symCall             = "repe_plugin_call"
+	symInit             = "repe_plugin_init"
+	symShutdown         = "repe_plugin_shutdown"
+)
+
+// Config tunes how plugins are opened and called. The zero value is ready to
+// use; Open and Load use it.
+type Config struct {
+	// MaxReplySize is the largest reply, in bytes, that Call copies from a
+	// plugin; a larger one is answered with a REPE error instead of an
+	// allocation of whatever size the plugin claims. 0 means
+	// DefaultMaxReplySize.
+	MaxReplySize int
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxReplySize <= 0 {
+		c.MaxReplySize = DefaultMaxReplySize
+	}
+	return c
+}
+
+// Plugin is one loaded plugin. Its methods are safe for concurrent use.
+type Plugin struct {
+	file, name, version, root string
+
+	callFn, initFn, shutdownFn uintptr
+	maxReply                   uintptr
+
+	// state counts the calls in flight; closingBit is set once shutdown has
+	// begun, after which no call starts (see lifecycle.go).
+	state        atomic.Int64
+	idle         chan struct{} // closed when closing and no call is in flight
+	idleOnce     sync.Once
+	shutdownOnce sync.Once
+	shutdowns    atomic.Int32 // checked under -race: repe_plugin_shutdown runs once
+	dropped      atomic.Uint64
+
+	errPrefix   string      // names the plugin in call errors
+	errShutdown *repe.Error // returned by Call after shutdown; made once, not per call
+}
+
+// Open loads one plugin with the zero Config: every step of the package
+// documentation up to init. A refusal is a *LoadError.
+func Open(path string) (*Plugin, error) { return Config{}.Open(path) }
+
+// Open loads one plugin with this configuration. A refusal is a *LoadError.
+func (c Config) Open(path string) (*Plugin, error) {
+	p, err := c.open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.initialize(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Name returns the plugin's name from its info.
+func (p *Plugin) Name() string { return p.name }
+
+// Version returns the plugin's version from its info, "" when it gave none.
+func (p *Plugin) Version() string { return p.version }
+
+// Root returns the normalised root path: "" for the catch-all (the plugin
+// said "" or "/"), otherwise a path that starts with "/" and does not end
+// with one.
+func (p *Plugin) Root() string { return p.root }
+
+// File returns the absolute path the plugin was loaded from.
+func (p *Plugin) File() string { return p.file }
+
+// open runs steps 1-4 of the lifecycle: everything before init.
+func (c Config) open(path string) (*Plugin, error) {
+	c = c.withDefaults()
+	file, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &LoadError{File: path, Err: fmt.Errorf("%w: %v", ErrOpen, err)}
+	}
+	fail := func(err error) (*Plugin, error) { return nil, &LoadError{File: file, Err: err} }
+
+	// dlerror is per thread: keep dlopen/dlsym and the dlerror that purego
+	// reads after them on one thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	// An absolute path, so that dlopen never searches the library path.
+	handle, err := purego.Dlopen(file, purego.RTLD_NOW|purego.RTLD_LOCAL)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %v", ErrOpen, err))
+	}
+	// The handle is never closed: see the package documentation.
+	sym := func(name string, required bool) (uintptr, error) {
+		addr, err := purego.Dlsym(handle, name)
+		if (err != nil || addr == 0) && required {
+			return 0, fmt.Errorf("%w %s", ErrMissingSymbol, name)
+		}
+		return addr, nil
+	}
+	versionFn, err := sym(symInterfaceVersion, true)
+	if err != nil {
+		return fail(err)
+	}
+	infoFn, err := sym(symInfo, true)
+	if err != nil {
+		return fail(err)
+	}
+	p := &Plugin{file: file, maxReply: uintptr(c.MaxReplySize), idle: make(chan struct{})}
+	if p.callFn, err = sym(symCall, true); err != nil {
+		return fail(err)
+	}
+	p.initFn, _ = sym(symInit, false)
+	p.shutdownFn, _ = sym(symShutdown, false)
+
+	// The version first: the layout of everything else depends on it.
+	r1, _ := ccall(versionFn, 0, 0)
+	if v := uint32(r1); v != InterfaceVersion {
+		return fail(fmt.Errorf("%w: the plugin implements version %d, this host implements version %d",
+			ErrInterfaceVersion, v, InterfaceVersion))
+	}
+	info, _ := ccall(infoFn, 0, 0)
+	if info == 0 {
+		return fail(fmt.Errorf("%w: %s returned NULL", ErrInfo, symInfo))
+	}
+	// repe_plugin_data: name @0, version @8, root_path @16.
+	fields := *(*[3]uintptr)(cPointer(info))
+	if fields[0] == 0 {
+		return fail(fmt.Errorf("%w: name is NULL", ErrInfo))
+	}
+	if fields[2] == 0 {
+		return fail(fmt.Errorf("%w: root_path is NULL", ErrInfo))
+	}
+	var ok bool
+	if p.name, ok = cString(fields[0]); !ok {
+		return fail(fmt.Errorf("%w: name has no NUL within %d bytes", ErrInfo, maxCString))
+	}
+	if fields[1] != 0 {
+		if p.version, ok = cString(fields[1]); !ok {
+			return fail(fmt.Errorf("%w: version has no NUL within %d bytes", ErrInfo, maxCString))
+		}
+	}
+	root, ok := cString(fields[2])
+	if !ok {
+		return fail(fmt.Errorf("%w: root_path has no NUL within %d bytes", ErrInfo, maxCString))
+	}
+	if p.root, err = normalizeRoot(root); err != nil {
+		return fail(err)
+	}
+	p.errPrefix = "plugin " + strconv.Quote(p.name) + ": "
+	p.errShutdown = &repe.Error{Code: repe.MethodNotFound, Message: p.errPrefix + "shut down"}
+	return p, nil
+}
+
+// initialize runs step 6 of the lifecycle. A plugin whose init fails is shut down
+// at once and refused.
+func (p *Plugin) initialize() error {
+	if p.initFn == 0 {
+		return nil
+	}
+	r1, _ := ccall(p.initFn, 0, 0)
+	if res := int32(uint32(r1)); res != 0 {
+		p.beginClose()
+		p.shutdownOnce.Do(p.callShutdown)
+		return &LoadError{File: p.file, Err: fmt.Errorf("%w: %s returned %d (%s)", ErrInit, symInit, res, resultName(res))}
+	}
+	return nil
+}
+
+// resultName names a repe_result.
+func resultName(r int32) string {
+	switch r {
+	case 0:
+		return "REPE_OK"
+	case 1:
+		return "REPE_ERROR_INIT_FAILED"
+	case 2:
+		return "REPE_ERROR_ALREADY_INITIALIZED"
+	}
+	return "unknown result"
+}
+
+// normalizeRoot maps "" and "/" to the catch-all "" and strips trailing
+// slashes, so that routing compares one spelling per root.
+func normalizeRoot(root string) (string, error) {
+	if root == "" {
+		return "", nil
+	}
+	if root[0] != '/' {
+		return "", fmt.Errorf("%w: root_path %s does not start with \"/\"", ErrInfo, strconv.Quote(root))
+	}
+	return strings.TrimRight(root, "/"), nil
+}
+
+// cPointer turns an address returned by C into a pointer. The memory is not
+// Go's, so the garbage collector neither moves nor frees it; the indirection
+// keeps vet's uintptr check quiet about a conversion that is valid here.
+func cPointer(addr uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&addr)) }
+
+// cString copies the NUL-terminated string at addr, or reports false when
+// there is no NUL within maxCString bytes.
+func cString(addr uintptr) (string, bool) {
+	base := cPointer(addr)
+	for n := range maxCString {
+		if *(*byte)(unsafe.Add(base, n)) == 0 {
+			return string(unsafe.Slice((*byte)(base), n)), true
+		}
+	}
+	return "", false
+}
