@@ -1,0 +1,98 @@
+package gateway_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/repe-gw/repe-gw/gateway"
+	"github.com/repe-gw/repe-gw/internal/repetest"
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// BenchmarkRequestPath measures the whole request path in process: TCP
+// loopback, framing, routing, the calculator plugin and the reply write, with
+// conns connections each keeping depth requests in flight. One op is one
+// request; allocs/op counts the whole process, client included.
+func BenchmarkRequestPath(b *testing.B) {
+	for _, tc := range []struct{ conns, depth int }{{1, 1}, {4, 32}} {
+		b.Run(fmt.Sprintf("c%d-P%d", tc.conns, tc.depth), func(b *testing.B) {
+			srv, _ := repetest.Serve(b, gateway.Config{}, repetest.Calculator(b))
+			clients := make([]*pipeliner, tc.conns)
+			for i := range clients {
+				clients[i] = newPipeliner(b, srv.Addr(), tc.depth, "/calculator/get_value")
+				clients[i].round(b, 200) // past the plugin's probation
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			per := b.N/(tc.conns*tc.depth) + 1
+			for _, c := range clients {
+				wg.Go(func() { c.round(b, per) })
+			}
+			wg.Wait()
+			b.ReportMetric(float64(per*tc.conns*tc.depth)/float64(b.N), "req/op")
+		})
+	}
+}
+
+// pipeliner writes depth requests at a time on one connection and reads
+// their replies, without allocating.
+type pipeliner struct {
+	conn  net.Conn
+	batch []byte
+	store []byte // the read buffer
+	buf   []byte // the unparsed bytes within store
+	depth int
+}
+
+func newPipeliner(tb testing.TB, addr net.Addr, depth int, query string) *pipeliner {
+	c, err := net.Dial("tcp", addr.String())
+	require.NoError(tb, err)
+	tb.Cleanup(func() { c.Close() })
+	p := &pipeliner{conn: c, depth: depth, store: make([]byte, 64<<10)}
+	p.buf = p.store[:0]
+	for i := range depth {
+		p.batch = repe.AppendMessage(p.batch, repe.Header{ID: uint64(i), QueryFormat: repe.QueryJSONPointer}, query, nil)
+	}
+	return p
+}
+
+// round sends rounds batches and checks every reply's ec.
+func (p *pipeliner) round(tb testing.TB, rounds int) {
+	for range rounds {
+		if _, err := p.conn.Write(p.batch); err != nil {
+			tb.Error(err)
+			return
+		}
+		for got := 0; got < p.depth; {
+			n, err := repe.Split(p.buf, 0)
+			if err != nil {
+				tb.Error(err)
+				return
+			}
+			if n > 0 {
+				if ec := repe.Message(p.buf[:n]).EC(); ec != repe.OK {
+					tb.Errorf("reply ec %d", ec)
+					return
+				}
+				p.buf = p.buf[n:]
+				got++
+				continue
+			}
+			if cap(p.buf)-len(p.buf) < 4096 {
+				p.buf = p.store[:copy(p.store, p.buf)]
+			}
+			k, err := p.conn.Read(p.buf[len(p.buf):cap(p.buf)])
+			if err != nil && err != io.EOF {
+				tb.Error(err)
+				return
+			}
+			p.buf = p.buf[:len(p.buf)+k]
+		}
+	}
+}

@@ -1,0 +1,44 @@
+// Package gateway serves REPE plugins over TCP with gnet.
+//
+// Every request goes one way: bytes in gnet's buffer → a repe.Message view of
+// them → the plugin whose root owns the query → the plugin's reply, appended
+// to a per-batch buffer that is written with one write per batch.
+//
+// # Framing
+//
+// Frames are parsed where gnet buffered them, without copying while they stay
+// on the event loop: the header is peeked first, so a large frame still
+// arriving is neither copied nor parsed again on every read, and a length
+// field over MaxMessageSize is refused before any of its body is buffered.
+// Partial frames, frames split at any byte and many frames in one read all
+// work. Frames the gateway cannot accept are answered as Glaze's validator
+// answers them (REPE.md §2.2); where the stream can no longer be framed (bad
+// magic or version, length below the header size or over the limit) the
+// connection is closed after that reply, and where the length field still
+// frames it (length mismatch or overflow) the connection stays usable.
+//
+// # Routing
+//
+// A root owns its own path and every path below it on a segment boundary;
+// the longest root wins and "" is the catch-all. No owner: ec 6 with body
+// "No plugin registered for path", as the Glaze host example answers. Notify
+// requests never get a reply, except for frames whose header is broken,
+// which Glaze answers too because their notify byte cannot be trusted.
+//
+// # Where calls run
+//
+// Each connection's requests run one after another and are answered in
+// order, as in Glaze's server. Calls to a plugin that has proven fast run on
+// the event loop that read them (no hand-off at all); calls to a plugin that
+// is slow, or not yet proven, are copied out of gnet's buffer and run on
+// worker goroutines, at most PluginConcurrency at once per plugin, while the
+// event loop serves other connections. See lane for the policy.
+//
+// # Limits and shutdown
+//
+// MaxConns, ReadTimeout (a connection stalled inside a frame) and
+// MaxMessageSize bound what a peer can hold. A panic while serving a
+// connection closes that connection only. Shutdown finishes the requests
+// already received, closes every connection and stops the event loops; the
+// caller then shuts the plugins down.
+package gateway

@@ -1,0 +1,290 @@
+package gateway
+
+import (
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/repe-gw/repe-gw/pluginhost"
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// Probation: a plugin's calls leave the event loop until this many calls in a
+// row have finished within the inline budget. A plugin sent back soon after
+// it was trusted must prove itself for twice as long, up to maxProbation, so
+// that a plugin that is often slow settles off the event loop; one that ran
+// inline for decayCalls first starts afresh, so that rare hiccups on a busy
+// machine do not exile a fast plugin for good.
+const (
+	initialProbation = 64
+	maxProbation     = 1 << 20
+	decayCalls       = 1 << 20
+)
+
+// A run of inline calls overran the budget only if it also held the event
+// loop for at least minStall; it takes two such runs in a row to send the
+// plugin off the event loop, unless one held it for severeStall. The clock
+// that times runs is wall time, which also counts time the thread spent
+// descheduled: one short overrun is more likely the machine than the plugin.
+const (
+	minStall    = 500 * time.Microsecond
+	severeStall = 20 * time.Millisecond
+)
+
+// maxJobFrames bounds the frames of one connection handed to a worker at once.
+// jobBudget sizes a job so that its first reply waits about this long.
+const (
+	maxJobFrames = 256
+	jobBudget    = time.Millisecond
+)
+
+// lane is the gateway's side of one plugin: it decides where each call runs
+// and runs the calls that leave the event loop on worker goroutines, at most
+// limit at once.
+//
+// Calls run on the event loop (inline) while the plugin has proven fast: that
+// costs no hand-off at all. A plugin starts on probation, off the event loop,
+// and is trusted inline after a run of fast calls; an inline batch that
+// overruns the budget sends it back. Requests of one connection always run one
+// after another, in order, wherever they run, as Glaze's own server does.
+type lane struct {
+	plugin    *pluginhost.Plugin
+	root      string // p.Root(), kept here for the router
+	file      string
+	log       *slog.Logger
+	limit     int
+	budget    int64 // ns per call
+	canInline bool
+
+	inline      atomic.Bool
+	streak      atomic.Int64 // consecutive fast calls off the loop
+	probation   atomic.Int64 // streak needed to run inline
+	strikes     atomic.Int32 // overrunning inline runs in a row
+	inlineCalls atomic.Int64 // calls run inline since the last promotion
+	avg         atomic.Int64 // moving average ns per call, for sizing jobs
+
+	mu      sync.Mutex
+	queue   []*job
+	running int
+
+	errLog rateLimited
+}
+
+func newLane(p *pluginhost.Plugin, cfg *Config) *lane {
+	l := &lane{
+		plugin:    p,
+		root:      p.Root(),
+		file:      p.File(),
+		log:       cfg.Logger.With("plugin", p.Name(), "file", p.File()),
+		limit:     cfg.PluginConcurrency,
+		budget:    int64(cfg.InlineBudget),
+		canInline: cfg.InlineBudget > 0 && cfg.PluginConcurrency >= cfg.EventLoops,
+	}
+	l.probation.Store(initialProbation)
+	return l
+}
+
+// observeInline records a run of n inline calls that held the event loop for
+// ns nanoseconds, and sends the plugin back to probation when it overran.
+func (l *lane) observeInline(n int, ns int64) {
+	l.inlineCalls.Add(int64(n))
+	if ns <= l.budget*int64(n) || ns < int64(minStall) {
+		l.strikes.Store(0)
+		return
+	}
+	if ns < int64(severeStall) && l.strikes.Add(1) < 2 {
+		return
+	}
+	if !l.inline.CompareAndSwap(true, false) {
+		return
+	}
+	next := int64(initialProbation)
+	if l.inlineCalls.Load() < decayCalls {
+		next = min(2*l.probation.Load(), maxProbation)
+	}
+	l.probation.Store(next)
+	l.streak.Store(0)
+	l.strikes.Store(0)
+	l.log.Info("plugin calls are slow; they now run off the event loop",
+		"calls", n, "took", time.Duration(ns), "budget", time.Duration(l.budget), "probation", next)
+}
+
+// observeWorker records one call made on a worker and promotes the plugin to
+// inline calls after a long enough run of fast ones.
+func (l *lane) observeWorker(ns int64) {
+	l.avg.Store((3*l.avg.Load() + ns) / 4)
+	if !l.canInline {
+		return
+	}
+	if ns > l.budget {
+		l.streak.Store(0)
+		return
+	}
+	if l.streak.Add(1) >= l.probation.Load() && l.inline.CompareAndSwap(false, true) {
+		l.inlineCalls.Store(0)
+		l.log.Debug("plugin calls are fast; they now run on the event loop")
+	}
+}
+
+// jobFrames is how many frames of one connection a worker should take at
+// once: enough to amortise the hand-off, few enough that the first reply is
+// not held back by more than jobBudget.
+func (l *lane) jobFrames() int {
+	avg := l.avg.Load()
+	if avg <= 0 {
+		return 1
+	}
+	return int(max(1, min(maxJobFrames, int64(jobBudget)/avg)))
+}
+
+// call runs one request and appends its reply, or a REPE error that says why
+// the plugin could not answer, to dst.
+func (l *lane) call(dst []byte, frame repe.Message) []byte {
+	out, err := l.plugin.Call(dst, frame)
+	if err != nil {
+		e := repe.AsError(err)
+		l.errLog.do(func(suppressed int64) {
+			l.log.Warn("plugin call failed", "query", string(frame.Query()), "error", err, "suppressed", suppressed)
+		})
+		if frame.Notify() {
+			return dst
+		}
+		return repe.AppendError(dst, frame.ID(), e.Code, e.Message)
+	}
+	return out
+}
+
+// submit queues a job for a worker, starting one if fewer than limit run.
+func (l *lane) submit(j *job) {
+	l.mu.Lock()
+	if l.running < l.limit {
+		l.running++
+		l.mu.Unlock()
+		go l.work(j)
+		return
+	}
+	l.queue = append(l.queue, j)
+	l.mu.Unlock()
+}
+
+// work runs j and then whatever is queued, and exits when the queue is empty
+// so that an idle plugin holds no goroutines.
+func (l *lane) work(j *job) {
+	for j != nil {
+		l.runJob(j)
+		l.mu.Lock()
+		if len(l.queue) == 0 {
+			l.running--
+			l.mu.Unlock()
+			return
+		}
+		j = l.queue[0]
+		l.queue[0] = nil
+		l.queue = l.queue[1:]
+		l.mu.Unlock()
+	}
+}
+
+func (l *lane) runJob(j *job) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.log.Error("panic while calling plugin; closing the connection", "panic", r, "stack", string(debug.Stack()))
+			j.failed = true
+		}
+		j.finish()
+	}()
+	reqs := j.req.B
+	for len(reqs) > 0 {
+		frame := repe.Message(reqs[:repe.Message(reqs).Length()])
+		reqs = reqs[len(frame):]
+		start := time.Now()
+		j.reply.B = l.call(j.reply.B, frame)
+		l.observeWorker(int64(time.Since(start)))
+	}
+}
+
+// job is a run of requests from one connection that a worker calls the
+// plugin for, in order. The requests are copied out of gnet's buffer, whose
+// bytes must not leave the event loop.
+type job struct {
+	cs     *conn
+	req    *bytebufferpool.ByteBuffer
+	reply  *bytebufferpool.ByteBuffer
+	state  atomic.Int32
+	failed bool // a panic interrupted the job; written before state
+}
+
+// Job states: a running job becomes done when its worker finishes, or
+// orphaned when its connection closes first. Whoever moves second frees it.
+const (
+	jobRunning int32 = iota
+	jobDone
+	jobOrphaned
+)
+
+func newJob(cs *conn) *job {
+	j, _ := cs.srv.jobPool.Get().(*job)
+	if j == nil {
+		j = new(job)
+	}
+	j.cs = cs
+	j.req = bytebufferpool.Get()
+	j.reply = bytebufferpool.Get()
+	j.state.Store(jobRunning)
+	j.failed = false
+	return j
+}
+
+// finish hands the replies to the connection's event loop, or frees the job
+// when the connection is gone.
+func (j *job) finish() {
+	cs := j.cs
+	if j.state.CompareAndSwap(jobRunning, jobDone) {
+		// Wake runs OnTraffic on the connection's event loop, which writes
+		// the replies and reads on. It fails only when the connection is
+		// closing, and then OnClose frees the job.
+		_ = cs.gc.Wake(nil)
+	} else {
+		j.free()
+	}
+	cs.srv.jobs.Done()
+}
+
+// orphan is called on the event loop when the connection closes while the job
+// is still running.
+func (j *job) orphan() {
+	if !j.state.CompareAndSwap(jobRunning, jobOrphaned) {
+		j.free()
+	}
+}
+
+func (j *job) free() {
+	bytebufferpool.Put(j.req)
+	bytebufferpool.Put(j.reply)
+	pool := &j.cs.srv.jobPool
+	j.cs, j.req, j.reply = nil, nil, nil
+	pool.Put(j)
+}
+
+// rateLimited runs a logging function at most once per interval and counts
+// the calls it skipped, so that a misbehaving plugin cannot flood the log.
+type rateLimited struct {
+	next       atomic.Int64
+	suppressed atomic.Int64
+}
+
+const logInterval = 10 * time.Second
+
+func (r *rateLimited) do(log func(suppressed int64)) {
+	now := time.Now().UnixNano()
+	next := r.next.Load()
+	if now < next || !r.next.CompareAndSwap(next, now+int64(logInterval)) {
+		r.suppressed.Add(1)
+		return
+	}
+	log(r.suppressed.Swap(0))
+}
