@@ -20,9 +20,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	calculatorSO, err = plugintest.BuildTo(dir, plugintest.RepoPath("plugins/calculator/calculator.c"))
+	// Warnings are errors here, so that the example stays clean.
+	calculatorSO, err = plugintest.BuildTo(dir, plugintest.RepoPath("plugins/calculator/calculator.c"), "-Wpedantic", "-Werror")
 	if err == nil {
-		testPluginSO, err = plugintest.BuildTo(dir, testPluginSrc)
+		testPluginSO, err = plugintest.BuildTo(dir, testPluginSrc, "-Wpedantic", "-Werror")
 	}
 	code := 1
 	if err != nil {
