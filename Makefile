@@ -12,7 +12,9 @@ PLUGIN_LDFLAGS = -shared -pthread
 PLUGIN_DIRS := $(filter-out include,$(notdir $(patsubst %/,%,$(wildcard plugins/*/))))
 PLUGINS     := $(foreach p,$(PLUGIN_DIRS),plugins/$(p)/$(p).so)
 
-.PHONY: all plugins build run test clean
+STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all plugins build run test lint clean
 
 all: build plugins
 
@@ -28,6 +30,21 @@ build:
 
 run: build plugins
 	./bin/repe-gw --plugins ./plugins --addr $(ADDR)
+
+# The whole suite, as CI runs it. The no-cgo pass proves that plugins load
+# and serve without cgo; the race pass runs everything under the race
+# detector; benchmarks run once so that they keep compiling and working.
+test: lint
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	CGO_ENABLED=0 $(GO) test -count=1 ./pluginhost/ ./gateway/ ./conformance/ ./cmd/repe-gw/
+	$(GO) test -race -shuffle=on -count=1 ./...
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+lint:
+	@unformatted=$$(gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
 
 clean:
 	rm -rf bin $(PLUGINS)
