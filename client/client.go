@@ -82,14 +82,14 @@ func (c *Client) Call(ctx context.Context, query string, body []byte, opts ...Ca
 	}
 	req.header.ID = id
 	if err := cn.write(ctx, req.header, query, body); err != nil {
-		if cn.forget(id, cl) {
-			cn.recycle(cl)
-			if errors.Is(err, context.DeadlineExceeded) {
-				return Reply{}, contextError(query, ctx)
-			}
-			return Reply{}, localError(query, repe.ConnectionFailure, err)
+		if !cn.forget(id, cl) {
+			<-cl.done // the connection failed and answered the call
 		}
-		// The reader or fail took the call and will answer it.
+		cn.recycle(cl)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return Reply{}, contextError(query, ctx)
+		}
+		return Reply{}, localError(query, repe.ConnectionFailure, err)
 	}
 	select {
 	case <-cl.done:

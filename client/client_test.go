@@ -250,6 +250,58 @@ func TestTimeoutKeepsConnection(t *testing.T) {
 	})
 }
 
+// TestWriteDeadline sends to a server that reads nothing: the write stops
+// at the call's deadline with ec 7, and the connection, left with half a
+// frame, is replaced by the next call.
+func TestWriteDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn // never read
+	)
+	wg.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, nc)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+		for _, nc := range conns {
+			_ = nc.Close()
+		}
+	})
+	accepted := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns)
+	}
+	c := dial(t, ln.Addr().String(), &Config{Conns: 1})
+
+	// Far more than the socket buffers of a reader that never reads hold,
+	// with time to encode it (slow under the race detector) and start
+	// writing.
+	start := time.Now()
+	_, err = c.Call(ctxTimeout(t, 2*time.Second), "/big", make([]byte, 16<<20))
+	assert.Less(t, time.Since(start), 4*time.Second)
+	assert.ErrorIs(t, err, repe.Timeout)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.True(t, c.slots[0].conn.Load().dead.Load(), "a partly written frame closes the connection")
+
+	_, err = c.Call(ctxTimeout(t, 200*time.Millisecond), "/small", nil)
+	assert.ErrorIs(t, err, repe.Timeout, "the server never answers")
+	assert.Eventually(t, func() bool { return accepted() == 2 }, 5*time.Second, 5*time.Millisecond,
+		"the second call went out on a new connection")
+}
+
 // TestConnectionClosedMidCall checks every call in flight fails with ec 9
 // when the server drops the connection, and that the next call dials again.
 func TestConnectionClosedMidCall(t *testing.T) {

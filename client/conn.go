@@ -128,7 +128,8 @@ func (c *conn) nextNotifyID() uint64 {
 
 // write sends one whole frame. A write that fails before sending any byte
 // leaves the stream in sync; any other failure closes the connection,
-// because a partial frame cannot be taken back.
+// because a partial frame cannot be taken back. A write stopped by the
+// context's deadline returns context.DeadlineExceeded.
 func (c *conn) write(ctx context.Context, h repe.Header, query string, body []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -147,8 +148,10 @@ func (c *conn) write(ctx context.Context, h repe.Header, query string, body []by
 	if err == nil {
 		return nil
 	}
-	var ne net.Error
-	if n == 0 && errors.As(err, &ne) && ne.Timeout() {
+	if n > 0 {
+		c.fail(err)
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 		return context.DeadlineExceeded
 	}
 	c.fail(err)

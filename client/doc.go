@@ -49,8 +49,8 @@
 //
 // A reply with a non-zero ec is returned as an *Error with Remote set,
 // carrying the code and the server's message, alongside the Reply itself.
-// errors.Is(err, repe.MethodNotFound) and errors.As(err, &*repe.Error)
-// both work on every error this package returns from a call.
+// errors.Is(err, repe.MethodNotFound), and errors.As with a *repe.Error
+// target, work on every error this package returns from a call.
 //
 // # Allocation
 //

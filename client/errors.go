@@ -64,5 +64,11 @@ func remoteError(query string, r Reply) *Error {
 // deadline and a cancellation report repe.Timeout; the wrapped context error
 // tells them apart.
 func contextError(query string, ctx context.Context) *Error {
-	return localError(query, repe.Timeout, ctx.Err())
+	err := ctx.Err()
+	if err == nil {
+		// A write deadline taken from ctx can fire a moment before ctx
+		// itself reports it.
+		err = context.DeadlineExceeded
+	}
+	return localError(query, repe.Timeout, err)
 }
