@@ -56,11 +56,42 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// cpuSample is the CPU time of this process and, when one is watched, of the
-// server at one moment.
+// machineCPU returns the CPU time all processes have used on all CPUs and
+// the time stolen by the hypervisor, from the first line of /proc/stat. Busy
+// time is user, nice, system, irq and softirq: without IRQ time accounting,
+// the kernel charges softirq time to the interrupted task as well, as
+// /proc/PID/stat shows it.
+func machineCPU() (busy, steal time.Duration, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseMachineStat(b)
+}
+
+func parseMachineStat(b []byte) (busy, steal time.Duration, err error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 9 || string(f[0]) != "cpu" {
+		return 0, 0, fmt.Errorf("unexpected /proc/stat %q", line)
+	}
+	var v [8]uint64 // user nice system idle iowait irq softirq steal
+	for i := range v {
+		if v[i], err = strconv.ParseUint(string(f[i+1]), 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("unexpected /proc/stat %q", line)
+		}
+	}
+	tick := time.Second / userHZ
+	return time.Duration(v[0]+v[1]+v[2]+v[5]+v[6]) * tick, time.Duration(v[7]) * tick, nil
+}
+
+// cpuSample is the CPU time of this process, of the server when one is
+// watched, and of the whole machine, at one moment.
 type cpuSample struct {
-	self, server time.Duration
-	serverErr    error
+	self, server   time.Duration
+	serverErr      error
+	machine, steal time.Duration
+	machineErr     error
 }
 
 func sampleCPU(serverPID int) cpuSample {
@@ -68,5 +99,6 @@ func sampleCPU(serverPID int) cpuSample {
 	if serverPID > 0 {
 		s.server, s.serverErr = procCPU(serverPID)
 	}
+	s.machine, s.steal, s.machineErr = machineCPU()
 	return s
 }

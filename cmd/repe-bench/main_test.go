@@ -168,6 +168,8 @@ func TestDuration(t *testing.T) {
 	require.NotNil(t, s.ServerCPUUSPerRequest, s.ServerCPUError)
 	assert.GreaterOrEqual(t, *s.ServerCPUUSPerRequest, 0.0)
 	assert.Positive(t, s.ClientCPUUSPerRequest)
+	require.NotNil(t, s.OtherCPUBusy)
+	assert.GreaterOrEqual(t, *s.OtherCPUBusy, 0.0)
 }
 
 func TestWarmupThenCount(t *testing.T) {
@@ -373,4 +375,19 @@ func TestProgressLine(t *testing.T) {
 	out.Reset()
 	p.clear()
 	assert.Equal(t, "\r\033[K", out.String())
+}
+
+func TestParseMachineStat(t *testing.T) {
+	stat := "cpu  100 5 40 9000 7 3 2 11 0 0\ncpu0 50 2 20 4500 3 1 1 5 0 0\n"
+	busy, steal, err := parseMachineStat([]byte(stat))
+	require.NoError(t, err)
+	assert.Equal(t, 1500*time.Millisecond, busy, "user+nice+system+irq+softirq ticks")
+	assert.Equal(t, 110*time.Millisecond, steal)
+
+	_, _, err = parseMachineStat([]byte("intr 1 2 3\n"))
+	assert.Error(t, err)
+
+	busy, _, err = machineCPU()
+	require.NoError(t, err)
+	assert.Positive(t, busy)
 }

@@ -57,7 +57,16 @@ type summary struct {
 	ServerCPUUSPerRequest *float64 `json:"server_cpu_us_per_request,omitempty"`
 	ServerCPUBusy         *float64 `json:"server_cpu_busy,omitempty"`
 	ServerCPUError        string   `json:"server_cpu_error,omitempty"`
+	// Everything else the machine ran over the window, in CPUs (from
+	// /proc/stat), and the time the hypervisor stole: on a shared machine,
+	// a run where these are not near 0 was disturbed.
+	OtherCPUBusy *float64 `json:"other_cpu_busy,omitempty"`
+	StealCPU     *float64 `json:"steal_cpu,omitempty"`
 }
+
+// disturbed is the share of a CPU that other processes and the hypervisor
+// may take before a run's figures are flagged as disturbed.
+const disturbed = 0.1
 
 // latency holds reply latencies in microseconds.
 type latency struct {
@@ -181,6 +190,15 @@ func summarize(cfg *config, p *plan, conns []*conn, before, after cpuSample, int
 			s.ServerCPUUSPerRequest, s.ServerCPUBusy = &perReq, &busy
 		}
 	}
+	if before.machineErr == nil && after.machineErr == nil && window > 0 {
+		other := after.machine - before.machine - (after.self - before.self)
+		if s.ServerCPUUSPerRequest != nil {
+			other -= after.server - before.server
+		}
+		o := max(float64(other)/float64(window), 0)
+		st := float64(after.steal-before.steal) / float64(window)
+		s.OtherCPUBusy, s.StealCPU = &o, &st
+	}
 	return s
 }
 
@@ -231,6 +249,17 @@ func (s *summary) writeText(w io.Writer) error {
 			*s.ServerCPUUSPerRequest, 100**s.ServerCPUBusy, s.ServerPID, s.ServerPID)
 	case s.ServerCPUError != "":
 		fmt.Fprintf(&b, "  server cpu unknown: %s\n", s.ServerCPUError)
+	}
+	if s.OtherCPUBusy != nil {
+		others := "other processes"
+		if s.ServerPID == 0 {
+			others = "the server and other processes"
+		}
+		fmt.Fprintf(&b, "  machine    %s %.0f%% of a CPU, steal %.0f%%", others, 100**s.OtherCPUBusy, 100**s.StealCPU)
+		if s.ServerPID != 0 && *s.OtherCPUBusy+*s.StealCPU > disturbed {
+			b.WriteString(": figures disturbed, run again")
+		}
+		b.WriteByte('\n')
 	}
 	for _, note := range []struct {
 		n    int64
