@@ -74,10 +74,10 @@ func appendNumber(dst []byte, kind, byteCount byte, b []byte) []byte {
 	}
 }
 
-// appendFloat formats f as encoding/json does (shortest form that reads
-// back to the same value of the given bit size, exponent only for very large
-// or small magnitudes), which is also how Glaze writes 1e9: 1000000000. JSON
-// has no NaN or infinity; like Glaze, write null.
+// appendFloat formats f as encoding/json does: the shortest form that reads
+// back to the same value of the given bit size, with an exponent only for
+// very large or small magnitudes (1e9 is 1000000000, as in the JSON repe-rs
+// gives for Glaze's BEVE fixtures). JSON has no NaN or infinity: write null.
 func appendFloat(dst []byte, f float64, bits int) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(dst, "null"...)
