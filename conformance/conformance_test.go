@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/repe-gw/repe-gw/gateway"
+	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
-	"github.com/repe-gw/repe-gw/internal/repetest"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -79,7 +79,7 @@ func readFrame(t *testing.T, name string) []byte {
 // C calculator reproduces even the texts of Glaze's JSON parser errors, so
 // every reply is compared byte for byte.
 func TestGlazeRecording(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{}, repetest.Calculator(t))
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t))
 	replayAll(t, srv.Addr())
 }
 
@@ -116,7 +116,7 @@ func TestGlazeRecordingPassThrough(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, exchanges, 0o600))
 	replay := plugintest.Build(t, "testdata/replay.c", fmt.Sprintf(`-DREPLAY_FILE="%s"`, file))
 
-	srv, _ := repetest.Serve(t, gateway.Config{}, replay)
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, replay)
 	replayAll(t, srv.Addr())
 }
 
@@ -134,7 +134,7 @@ func replayAll(t *testing.T, addr net.Addr) {
 	cases, exp := loadCases(t)
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
-			conn := repetest.Dial(t, addr)
+			conn := gatewaytest.Dial(t, addr)
 			req := readFrame(t, c.RequestFile)
 			send(t, conn, c.Name, req)
 
@@ -171,7 +171,7 @@ func replayAll(t *testing.T, addr net.Addr) {
 }
 
 // send writes a case's request the way the recorder did.
-func send(t *testing.T, conn *repetest.Conn, name string, req []byte) {
+func send(t *testing.T, conn *gatewaytest.Conn, name string, req []byte) {
 	switch {
 	case name == "split_write":
 		conn.Send(req[:5])
@@ -187,9 +187,9 @@ func send(t *testing.T, conn *repetest.Conn, name string, req []byte) {
 
 // expectError checks one error reply against an expectation: an ec from its
 // list, a body with its prefix, laid out as Glaze's builder lays out errors.
-func expectError(t *testing.T, conn *repetest.Conn, e expectation, id uint64) {
+func expectError(t *testing.T, conn *gatewaytest.Conn, e expectation, id uint64) {
 	t.Helper()
-	m, err := conn.NextWithin(repetest.Timeout)
+	m, err := conn.NextWithin(gatewaytest.Timeout)
 	if err != nil {
 		t.Fatalf("expected an error reply (%s): %v", e.Why, err)
 	}

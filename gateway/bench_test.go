@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/repe-gw/repe-gw/gateway"
-	"github.com/repe-gw/repe-gw/internal/repetest"
+	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -21,7 +21,7 @@ import (
 func BenchmarkRequestPath(b *testing.B) {
 	for _, tc := range []struct{ conns, depth int }{{1, 1}, {4, 32}} {
 		b.Run(fmt.Sprintf("c%d-P%d", tc.conns, tc.depth), func(b *testing.B) {
-			srv, _ := repetest.Serve(b, gateway.Config{}, repetest.Calculator(b))
+			srv, _ := gatewaytest.Serve(b, gateway.Config{}, gatewaytest.Calculator(b))
 			clients := make([]*pipeliner, tc.conns)
 			for i := range clients {
 				clients[i] = newPipeliner(b, srv.Addr(), tc.depth, "/calculator/get_value")

@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/repe-gw/repe-gw/gateway"
+	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
-	"github.com/repe-gw/repe-gw/internal/repetest"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -46,34 +46,34 @@ func assertReply(t *testing.T, m repe.Message, id uint64, ec repe.ErrorCode, bod
 }
 
 func TestCalculatorOverTCP(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{}, repetest.Calculator(t))
-	c := repetest.Dial(t, srv.Addr())
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t))
+	c := gatewaytest.Dial(t, srv.Addr())
 
-	c.Send(repetest.Request(1, "/calculator/set_value", "41.5"))
+	c.Send(gatewaytest.Request(1, "/calculator/set_value", "41.5"))
 	assertReply(t, c.Next(), 1, repe.OK, "null")
-	c.Send(repetest.Request(2, "/calculator/increment", ""))
+	c.Send(gatewaytest.Request(2, "/calculator/increment", ""))
 	assertReply(t, c.Next(), 2, repe.OK, "42.5")
-	c.Send(repetest.Request(3, "/calculator", ""))
+	c.Send(gatewaytest.Request(3, "/calculator", ""))
 	assertReply(t, c.Next(), 3, repe.OK, `{"value":42.5}`)
-	c.Send(repetest.Request(4, "/calculator/nope", ""))
+	c.Send(gatewaytest.Request(4, "/calculator/nope", ""))
 	assertReply(t, c.Next(), 4, repe.MethodNotFound, "invalid_query: /calculator/nope")
-	c.Send(repetest.Request(5, "/nothing", ""))
+	c.Send(gatewaytest.Request(5, "/nothing", ""))
 	assertReply(t, c.Next(), 5, repe.MethodNotFound, "No plugin registered for path")
-	c.Send(repetest.Request(6, "/calculatorX/value", ""))
+	c.Send(gatewaytest.Request(6, "/calculatorX/value", ""))
 	assertReply(t, c.Next(), 6, repe.MethodNotFound, "No plugin registered for path")
 }
 
 func TestPipelinedRequestsInOneWrite(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{}, repetest.Calculator(t))
-	c := repetest.Dial(t, srv.Addr())
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t))
+	c := gatewaytest.Dial(t, srv.Addr())
 
 	const n = 10000
 	var batch []byte
 	for i := range uint64(n) {
 		if i%2 == 0 {
-			batch = append(batch, repetest.Request(i, "/calculator/set_value", fmt.Sprint(i))...)
+			batch = append(batch, gatewaytest.Request(i, "/calculator/set_value", fmt.Sprint(i))...)
 		} else {
-			batch = append(batch, repetest.Request(i, "/calculator/get_value", "")...)
+			batch = append(batch, gatewaytest.Request(i, "/calculator/get_value", "")...)
 		}
 	}
 	go c.Send(batch) // the replies must be read while the batch is written
@@ -91,29 +91,29 @@ func TestPipelinedRequestsInOneWrite(t *testing.T) {
 }
 
 func TestRequestOneByteAtATime(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{}, repetest.Calculator(t))
-	c := repetest.Dial(t, srv.Addr())
-	req := repetest.Request(77, "/calculator/set_value", "3.25")
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t))
+	c := gatewaytest.Dial(t, srv.Addr())
+	req := gatewaytest.Request(77, "/calculator/set_value", "3.25")
 	for _, b := range req {
 		c.Send([]byte{b})
 		time.Sleep(time.Millisecond)
 	}
 	assertReply(t, c.Next(), 77, repe.OK, "null")
-	c.Send(repetest.Request(78, "/calculator/value", ""))
+	c.Send(gatewaytest.Request(78, "/calculator/value", ""))
 	assertReply(t, c.Next(), 78, repe.OK, "3.25")
 }
 
 func TestConcurrentConnections(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{}, repetest.Calculator(t), gwPlugin(t, "echo", "/gw"))
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t), gwPlugin(t, "echo", "/gw"))
 	const conns, perConn = 50, 200
 	var wg sync.WaitGroup
 	for i := range conns {
-		c := repetest.Dial(t, srv.Addr())
+		c := gatewaytest.Dial(t, srv.Addr())
 		wg.Go(func() {
 			for j := range perConn {
 				id := uint64(i*perConn + j)
 				body := fmt.Sprintf(`"conn %d request %d"`, i, j)
-				c.Send(repetest.Request(id, "/gw/echo", body))
+				c.Send(gatewaytest.Request(id, "/gw/echo", body))
 				m := c.Next()
 				if !assert.Equal(t, id, m.ID()) || !assert.Equal(t, body, string(m.Body())) {
 					return
@@ -128,25 +128,25 @@ func TestConcurrentConnections(t *testing.T) {
 // 200 ms, requests to another plugin on other connections are answered
 // within a few milliseconds.
 func TestSlowPluginDoesNotStall(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{EventLoops: 2, PluginConcurrency: 8},
-		repetest.Calculator(t), gwPlugin(t, "slow", "/slow"))
+	srv, _ := gatewaytest.Serve(t, gateway.Config{EventLoops: 2, PluginConcurrency: 8},
+		gatewaytest.Calculator(t), gwPlugin(t, "slow", "/slow"))
 
 	// Warm the calculator up so that its calls run on the event loops:
 	// that is where a stall would hurt.
-	warm := repetest.Dial(t, srv.Addr())
+	warm := gatewaytest.Dial(t, srv.Addr())
 	for i := range uint64(200) {
-		warm.Send(repetest.Request(i, "/calculator/get_value", ""))
+		warm.Send(gatewaytest.Request(i, "/calculator/get_value", ""))
 		warm.Next()
 	}
 
 	const slowConns = 6
 	slowDone := make(chan time.Duration, slowConns)
 	for i := range slowConns {
-		c := repetest.Dial(t, srv.Addr())
+		c := gatewaytest.Dial(t, srv.Addr())
 		go func() {
 			start := time.Now()
 			for j := range 3 {
-				c.Send(repetest.Request(uint64(j), "/slow/sleep", ""))
+				c.Send(gatewaytest.Request(uint64(j), "/slow/sleep", ""))
 				if m := c.Next(); m.EC() != repe.OK {
 					t.Errorf("slow call %d on connection %d: ec %d", j, i, m.EC())
 				}
@@ -155,16 +155,16 @@ func TestSlowPluginDoesNotStall(t *testing.T) {
 		}()
 	}
 
-	fast := make([]*repetest.Conn, 4)
+	fast := make([]*gatewaytest.Conn, 4)
 	for i := range fast {
-		fast[i] = repetest.Dial(t, srv.Addr())
+		fast[i] = gatewaytest.Dial(t, srv.Addr())
 	}
 	time.Sleep(20 * time.Millisecond) // let the slow calls start
 	var worst time.Duration
 	for i := range 200 {
 		c := fast[i%len(fast)]
 		start := time.Now()
-		c.Send(repetest.Request(uint64(i), "/calculator/get_value", ""))
+		c.Send(gatewaytest.Request(uint64(i), "/calculator/get_value", ""))
 		m := c.Next()
 		worst = max(worst, time.Since(start))
 		require.Equal(t, repe.OK, m.EC())
@@ -180,21 +180,21 @@ func TestSlowPluginDoesNotStall(t *testing.T) {
 }
 
 func TestNotifyGetsNoReply(t *testing.T) {
-	srv, host := repetest.Serve(t, gateway.Config{}, repetest.Calculator(t), gwPlugin(t, "gw", "/gw"))
-	c := repetest.Dial(t, srv.Addr())
-	c.Send(repetest.Notify("/calculator/set_value", "5"))
-	c.Send(repetest.Notify("/nothing", ""))         // no plugin: still silent
-	c.Send(repetest.Notify("/calculator/nope", "")) // the plugin's own error: silent
-	c.Send(repetest.Notify("/calculator/set_value", "{bad"))
-	c.Send(repetest.Notify("/gw/notify", "")) // the plugin replies anyway
-	notifyTwo := repetest.Notify("/calculator/set_value", "6")
+	srv, host := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t), gwPlugin(t, "gw", "/gw"))
+	c := gatewaytest.Dial(t, srv.Addr())
+	c.Send(gatewaytest.Notify("/calculator/set_value", "5"))
+	c.Send(gatewaytest.Notify("/nothing", ""))         // no plugin: still silent
+	c.Send(gatewaytest.Notify("/calculator/nope", "")) // the plugin's own error: silent
+	c.Send(gatewaytest.Notify("/calculator/set_value", "{bad"))
+	c.Send(gatewaytest.Notify("/gw/notify", "")) // the plugin replies anyway
+	notifyTwo := gatewaytest.Notify("/calculator/set_value", "6")
 	notifyTwo[repe.OffsetNotify] = 2 // any non-zero byte means notify
 	c.Send(notifyTwo)
 	c.ExpectSilence(200 * time.Millisecond)
 
 	// The next reply on the connection answers the next request: nothing
 	// stray was sent in between.
-	c.Send(repetest.Request(9, "/calculator/value", ""))
+	c.Send(gatewaytest.Request(9, "/calculator/value", ""))
 	assertReply(t, c.Next(), 9, repe.OK, "6")
 	var dropped uint64
 	for _, p := range host.Plugins() {
@@ -204,9 +204,9 @@ func TestNotifyGetsNoReply(t *testing.T) {
 }
 
 func TestRequestWithErrorCodeIsForwarded(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{}, repetest.Calculator(t))
-	c := repetest.Dial(t, srv.Addr())
-	req := repetest.Request(5, "/calculator/value", "")
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t))
+	c := gatewaytest.Dial(t, srv.Addr())
+	req := gatewaytest.Request(5, "/calculator/value", "")
 	binary.LittleEndian.PutUint32(req[repe.OffsetEC:], uint32(repe.InvalidBody))
 	c.Send(req)
 	// The plugin answers as a Glaze registry does: the ec echoed, no body.
@@ -214,14 +214,14 @@ func TestRequestWithErrorCodeIsForwarded(t *testing.T) {
 }
 
 func TestFramingErrors(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{MaxMessageSize: 1 << 20}, repetest.Calculator(t))
-	valid := func(id uint64) []byte { return repetest.Request(id, "/calculator/value", "") }
+	srv, _ := gatewaytest.Serve(t, gateway.Config{MaxMessageSize: 1 << 20}, gatewaytest.Calculator(t))
+	valid := func(id uint64) []byte { return gatewaytest.Request(id, "/calculator/value", "") }
 	withU64 := func(b []byte, off int, v uint64) []byte {
 		binary.LittleEndian.PutUint64(b[off:], v)
 		return b
 	}
 	t.Run("bad magic closes", func(t *testing.T) {
-		c := repetest.Dial(t, srv.Addr())
+		c := gatewaytest.Dial(t, srv.Addr())
 		req := valid(11)
 		binary.LittleEndian.PutUint16(req[repe.OffsetSpec:], 0x1234)
 		c.Send(req)
@@ -229,7 +229,7 @@ func TestFramingErrors(t *testing.T) {
 		c.ExpectClosed()
 	})
 	t.Run("bad version closes", func(t *testing.T) {
-		c := repetest.Dial(t, srv.Addr())
+		c := gatewaytest.Dial(t, srv.Addr())
 		req := valid(12)
 		req[repe.OffsetVersion] = 2
 		c.Send(req)
@@ -237,13 +237,13 @@ func TestFramingErrors(t *testing.T) {
 		c.ExpectClosed()
 	})
 	t.Run("length below header closes", func(t *testing.T) {
-		c := repetest.Dial(t, srv.Addr())
+		c := gatewaytest.Dial(t, srv.Addr())
 		c.Send(withU64(valid(13), repe.OffsetLength, 20))
 		assertReply(t, c.Next(), 13, repe.InvalidHeader, "Invalid header")
 		c.ExpectClosed()
 	})
 	t.Run("length mismatch keeps the stream", func(t *testing.T) {
-		c := repetest.Dial(t, srv.Addr())
+		c := gatewaytest.Dial(t, srv.Addr())
 		req := append(withU64(valid(14), repe.OffsetLength, uint64(len(valid(0))+4)), 0, 0, 0, 0)
 		req = append(req, valid(15)...)
 		c.Send(req)
@@ -251,15 +251,15 @@ func TestFramingErrors(t *testing.T) {
 		require.Equal(t, uint64(15), c.Next().ID())
 	})
 	t.Run("length overflow keeps the stream", func(t *testing.T) {
-		c := repetest.Dial(t, srv.Addr())
+		c := gatewaytest.Dial(t, srv.Addr())
 		c.Send(withU64(valid(16), repe.OffsetQueryLength, 1<<64-1))
 		assertReply(t, c.Next(), 16, repe.InvalidHeader, fmt.Sprintf("REPE length overflow: query_length %d + body_length 0 exceed uint64_t", uint64(1<<64-1)))
 		c.Send(valid(17))
 		require.Equal(t, uint64(17), c.Next().ID())
 	})
 	t.Run("malformed notify is still answered", func(t *testing.T) {
-		c := repetest.Dial(t, srv.Addr())
-		req := repetest.Notify("/calculator/value", "")
+		c := gatewaytest.Dial(t, srv.Addr())
+		req := gatewaytest.Notify("/calculator/value", "")
 		binary.LittleEndian.PutUint64(req[repe.OffsetBodyLength:], 5)
 		c.Send(req)
 		assert.Equal(t, repe.InvalidHeader, c.Next().EC())
@@ -267,9 +267,9 @@ func TestFramingErrors(t *testing.T) {
 }
 
 func TestOversizedLengthIsRefusedWithoutBuffering(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{}, repetest.Calculator(t))
-	c := repetest.Dial(t, srv.Addr())
-	req := repetest.Request(21, "/calculator/value", "")
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t))
+	c := gatewaytest.Dial(t, srv.Addr())
+	req := gatewaytest.Request(21, "/calculator/value", "")
 	binary.LittleEndian.PutUint64(req[repe.OffsetLength:], 1<<40) // 1 TiB
 	before := heapInUse()
 	c.Send(req)
@@ -299,13 +299,13 @@ func heapInUse() uint64 {
 }
 
 func TestStalledHalfFrameIsClosed(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{ReadTimeout: 200 * time.Millisecond}, repetest.Calculator(t))
-	idle := repetest.Dial(t, srv.Addr())
-	idle.Send(repetest.Request(1, "/calculator/value", ""))
+	srv, _ := gatewaytest.Serve(t, gateway.Config{ReadTimeout: 200 * time.Millisecond}, gatewaytest.Calculator(t))
+	idle := gatewaytest.Dial(t, srv.Addr())
+	idle.Send(gatewaytest.Request(1, "/calculator/value", ""))
 	idle.Next()
 
-	stalled := repetest.Dial(t, srv.Addr())
-	req := repetest.Request(2, "/calculator/value", "")
+	stalled := gatewaytest.Dial(t, srv.Addr())
+	req := gatewaytest.Request(2, "/calculator/value", "")
 	start := time.Now()
 	stalled.Send(req[:30])
 	stalled.ExpectClosed()
@@ -314,18 +314,18 @@ func TestStalledHalfFrameIsClosed(t *testing.T) {
 	assert.Less(t, took, 2*time.Second)
 
 	// A connection idle between frames is left alone.
-	idle.Send(repetest.Request(3, "/calculator/value", ""))
+	idle.Send(gatewaytest.Request(3, "/calculator/value", ""))
 	assert.Equal(t, uint64(3), idle.Next().ID())
 }
 
 func TestMaxConns(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{MaxConns: 2}, repetest.Calculator(t))
-	a, b := repetest.Dial(t, srv.Addr()), repetest.Dial(t, srv.Addr())
-	a.Send(repetest.Request(1, "/calculator/value", ""))
+	srv, _ := gatewaytest.Serve(t, gateway.Config{MaxConns: 2}, gatewaytest.Calculator(t))
+	a, b := gatewaytest.Dial(t, srv.Addr()), gatewaytest.Dial(t, srv.Addr())
+	a.Send(gatewaytest.Request(1, "/calculator/value", ""))
 	a.Next()
-	b.Send(repetest.Request(2, "/calculator/value", ""))
+	b.Send(gatewaytest.Request(2, "/calculator/value", ""))
 	b.Next()
-	repetest.Dial(t, srv.Addr()).ExpectClosed()
+	gatewaytest.Dial(t, srv.Addr()).ExpectClosed()
 	a.Close()
 	require.Eventually(t, func() bool {
 		c, err := net.Dial("tcp", srv.Addr().String())
@@ -333,7 +333,7 @@ func TestMaxConns(t *testing.T) {
 			return false
 		}
 		defer c.Close()
-		if _, err := c.Write(repetest.Request(3, "/calculator/value", "")); err != nil {
+		if _, err := c.Write(gatewaytest.Request(3, "/calculator/value", "")); err != nil {
 			return false
 		}
 		_ = c.SetReadDeadline(time.Now().Add(time.Second))
@@ -344,8 +344,8 @@ func TestMaxConns(t *testing.T) {
 }
 
 func TestLargeBodyPassesThrough(t *testing.T) {
-	srv, _ := repetest.Serve(t, gateway.Config{}, gwPlugin(t, "echo", "/gw"))
-	c := repetest.Dial(t, srv.Addr())
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gwPlugin(t, "echo", "/gw"))
+	c := gatewaytest.Dial(t, srv.Addr())
 	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
 	req := repe.AppendMessage(nil, repe.Header{ID: 31, BodyFormat: repe.BodyRaw}, "/gw/echo", body)
 	go c.Send(req)
@@ -357,9 +357,9 @@ func TestLargeBodyPassesThrough(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "events")
 	logFlag := fmt.Sprintf(`-DGW_LOG="%s"`, log)
-	srv, host := repetest.Serve(t, gateway.Config{}, gwPlugin(t, "one", "/one", logFlag), gwPlugin(t, "two", "/two", logFlag))
-	c := repetest.Dial(t, srv.Addr())
-	c.Send(repetest.Request(1, "/one/sleep", ""))
+	srv, host := gatewaytest.Serve(t, gateway.Config{}, gwPlugin(t, "one", "/one", logFlag), gwPlugin(t, "two", "/two", logFlag))
+	c := gatewaytest.Dial(t, srv.Addr())
+	c.Send(gatewaytest.Request(1, "/one/sleep", ""))
 	time.Sleep(50 * time.Millisecond) // the call is running
 
 	ctx := t.Context()

@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
-	"github.com/repe-gw/repe-gw/internal/repetest"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -77,16 +77,16 @@ func startGateway(t *testing.T, bin string, args ...string) *process {
 	case <-listening:
 	case <-g.exited:
 		t.Fatalf("repe-gw exited before listening:\n%s", g.log())
-	case <-time.After(repetest.Timeout):
+	case <-time.After(gatewaytest.Timeout):
 		t.Fatalf("repe-gw did not listen:\n%s", g.log())
 	}
 	return g
 }
 
-func (g *process) dial(t *testing.T) *repetest.Conn {
+func (g *process) dial(t *testing.T) *gatewaytest.Conn {
 	addr, err := net.ResolveTCPAddr("tcp", g.addr)
 	require.NoError(t, err)
-	return repetest.Dial(t, addr)
+	return gatewaytest.Dial(t, addr)
 }
 
 func (g *process) log() string {
@@ -143,17 +143,17 @@ func TestServesAndShutsDownOnSignal(t *testing.T) {
 	assert.Contains(t, log, "msg=listening addr="+g.addr)
 
 	c := g.dial(t)
-	c.Send(append(repetest.Request(1, "/calculator/set_value", "2.5"), repetest.Request(2, "/calculator/increment", "")...))
+	c.Send(append(gatewaytest.Request(1, "/calculator/set_value", "2.5"), gatewaytest.Request(2, "/calculator/increment", "")...))
 	assert.Equal(t, "null", string(c.Next().Body()))
 	assert.Equal(t, "3.5", string(c.Next().Body()))
 
 	// A slow call is in flight when the signal comes: it is answered first.
-	c.Send(repetest.Request(3, "/slow/sleep", ""))
+	c.Send(gatewaytest.Request(3, "/slow/sleep", ""))
 	time.Sleep(50 * time.Millisecond)
 	require.NoError(t, g.cmd.Process.Signal(syscall.SIGTERM))
 	assert.Equal(t, uint64(3), c.Next().ID())
 	c.ExpectClosed()
-	assert.Equal(t, exitOK, g.wait(t, repetest.Timeout), g.log())
+	assert.Equal(t, exitOK, g.wait(t, gatewaytest.Timeout), g.log())
 
 	got, err := os.ReadFile(events)
 	require.NoError(t, err)
@@ -166,7 +166,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	g := startGateway(t, bin, "--plugins", pluginDir(t, filepath.Join(t.TempDir(), "events")))
 	var batch []byte
 	for i := range uint64(20) { // 4 s of calls, one after another
-		batch = append(batch, repetest.Request(i, "/slow/sleep", "")...)
+		batch = append(batch, gatewaytest.Request(i, "/slow/sleep", "")...)
 	}
 	g.dial(t).Send(batch)
 	time.Sleep(50 * time.Millisecond)
@@ -184,7 +184,7 @@ func TestStartsWithoutPlugins(t *testing.T) {
 	g := startGateway(t, buildGateway(t), "--plugins", t.TempDir())
 	assert.Contains(t, g.log(), `level=WARN msg="no plugin loaded`)
 	c := g.dial(t)
-	c.Send(repetest.Request(4, "/calculator/value", ""))
+	c.Send(gatewaytest.Request(4, "/calculator/value", ""))
 	m := c.Next()
 	assert.Equal(t, repe.MethodNotFound, m.EC())
 	assert.Equal(t, "No plugin registered for path", string(m.Body()))

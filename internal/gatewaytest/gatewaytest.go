@@ -1,7 +1,7 @@
-// Package repetest runs real gateways for tests and talks to them over raw
+// Package gatewaytest runs real gateways for tests and talks to them over raw
 // TCP, byte by byte when a test needs it, so that tests see exactly what a
 // REPE peer sees.
-package repetest
+package gatewaytest
 
 import (
 	"context"
@@ -36,7 +36,7 @@ func Serve(tb testing.TB, cfg gateway.Config, paths ...string) (*gateway.Server,
 	tb.Helper()
 	host, errs := pluginhost.Load(paths)
 	if len(errs) > 0 {
-		tb.Fatalf("repetest: loading plugins: %v", errors.Join(errs...))
+		tb.Fatalf("gatewaytest: loading plugins: %v", errors.Join(errs...))
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
@@ -55,10 +55,10 @@ func Serve(tb testing.TB, cfg gateway.Config, paths ...string) (*gateway.Server,
 		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
-			tb.Errorf("repetest: gateway shutdown: %v", err)
+			tb.Errorf("gatewaytest: gateway shutdown: %v", err)
 		}
 		if err := host.Close(ctx); err != nil {
-			tb.Errorf("repetest: plugin shutdown: %v", err)
+			tb.Errorf("gatewaytest: plugin shutdown: %v", err)
 		}
 	})
 	return srv, host
@@ -109,7 +109,7 @@ func (c *Conn) Send(b []byte) {
 		c.tb.Fatal(err)
 	}
 	if _, err := c.Write(b); err != nil {
-		c.tb.Fatalf("repetest: write: %v", err)
+		c.tb.Fatalf("gatewaytest: write: %v", err)
 	}
 }
 
@@ -118,7 +118,7 @@ func (c *Conn) Next() repe.Message {
 	c.tb.Helper()
 	m, err := c.NextWithin(Timeout)
 	if err != nil {
-		c.tb.Fatalf("repetest: reading a reply: %v", err)
+		c.tb.Fatalf("gatewaytest: reading a reply: %v", err)
 	}
 	return m
 }
@@ -159,11 +159,11 @@ func (c *Conn) ExpectClosed() {
 	m, err := c.NextWithin(Timeout)
 	switch {
 	case err == nil:
-		c.tb.Fatalf("repetest: expected the connection to close, got a frame: id=%d ec=%d body=%q", m.ID(), m.EC(), m.Body())
+		c.tb.Fatalf("gatewaytest: expected the connection to close, got a frame: id=%d ec=%d body=%q", m.ID(), m.EC(), m.Body())
 	case !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !isReset(err):
-		c.tb.Fatalf("repetest: expected the connection to close: %v", err)
+		c.tb.Fatalf("gatewaytest: expected the connection to close: %v", err)
 	case len(c.buf) > 0:
-		c.tb.Fatalf("repetest: %d stray bytes before the close", len(c.buf))
+		c.tb.Fatalf("gatewaytest: %d stray bytes before the close", len(c.buf))
 	}
 }
 
@@ -175,11 +175,11 @@ func (c *Conn) ExpectSilence(d time.Duration) {
 	var ne net.Error
 	switch {
 	case err == nil:
-		c.tb.Fatalf("repetest: expected silence, got a frame: id=%d ec=%d body=%q", m.ID(), m.EC(), m.Body())
+		c.tb.Fatalf("gatewaytest: expected silence, got a frame: id=%d ec=%d body=%q", m.ID(), m.EC(), m.Body())
 	case !errors.As(err, &ne) || !ne.Timeout():
-		c.tb.Fatalf("repetest: expected silence: %v", err)
+		c.tb.Fatalf("gatewaytest: expected silence: %v", err)
 	case len(c.buf) > 0:
-		c.tb.Fatalf("repetest: expected silence, got %d bytes", len(c.buf))
+		c.tb.Fatalf("gatewaytest: expected silence, got %d bytes", len(c.buf))
 	}
 }
 
