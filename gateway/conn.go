@@ -29,8 +29,10 @@ type conn struct {
 	job *job
 
 	// partialSince is the coarse time at which bytes of an incomplete frame
-	// last arrived, or 0 when no frame is incomplete.
+	// last arrived, or 0 when no frame is incomplete; partial says which,
+	// so that the atomic is written only when it changes.
 	partialSince atomic.Int64
+	partial      bool
 }
 
 // serve answers every complete request buffered on the connection, appending
@@ -69,19 +71,27 @@ func (cs *conn) serve(out *bytebufferpool.ByteBuffer) gnet.Action {
 			run, runCalls = nil, 0
 		}
 	}
-	defer func() { endRun(s.nanotime()) }()
 
-	for {
-		b, n, err := cs.peekFrame()
-		if b == nil {
-			break
-		}
+	// buf holds every buffered byte and stays valid until the Discard
+	// below: frames are served from it in place, and inline calls read
+	// them where gnet put them.
+	buf := cs.buffered()
+	done := 0
+	action := gnet.None
+loop:
+	for done < len(buf) {
+		b := buf[done:]
+		n, err := repe.Split(b, s.cfg.MaxMessageSize)
 		if n == 0 {
-			// The stream cannot be framed any further: say why, then close.
-			e := repe.AsError(err)
-			s.log.Debug("closing connection after a bad frame", "remote", gc.RemoteAddr(), "error", err)
-			out.B = repe.AppendError(out.B, repe.PeekID(b), e.Code, e.Message)
-			return gnet.Close
+			if err != nil {
+				// The stream cannot be framed any further: say why, then
+				// close.
+				e := repe.AsError(err)
+				s.log.Debug("closing connection after a bad frame", "remote", gc.RemoteAddr(), "error", err)
+				out.B = repe.AppendError(out.B, repe.PeekID(b), e.Code, e.Message)
+				action = gnet.Close
+			}
+			break
 		}
 		frame := repe.Message(b[:n])
 		if err != nil {
@@ -90,7 +100,7 @@ func (cs *conn) serve(out *bytebufferpool.ByteBuffer) gnet.Action {
 			// trusted.
 			e := repe.AsError(err)
 			out.B = repe.AppendError(out.B, frame.ID(), e.Code, e.Message)
-			_, _ = gc.Discard(n)
+			done += n
 			continue
 		}
 		if s.cfg.testHook != nil {
@@ -102,76 +112,94 @@ func (cs *conn) serve(out *bytebufferpool.ByteBuffer) gnet.Action {
 			if !frame.Notify() {
 				out.B = repe.AppendError(out.B, frame.ID(), repe.MethodNotFound, textNoPlugin)
 			}
-			_, _ = gc.Discard(n)
+			done += n
 		case l.inline.Load():
 			if run != l {
 				now := s.nanotime()
 				endRun(now)
 				run, runStart = l, now
 			}
-			// frame points into gnet's buffer; the call copies the reply
-			// before returning, so the bytes are discarded only after it.
 			out.B = l.call(out.B, frame)
 			runCalls++
-			_, _ = gc.Discard(n)
+			done += n
 		default:
-			cs.handOff(l, frame)
-			return gnet.None
+			done += cs.handOff(l, b)
+			break loop
 		}
 	}
-	if s.draining.Load() {
-		return gnet.Close
+	endRun(s.nanotime())
+	if done > 0 {
+		_, _ = gc.Discard(done)
 	}
-	return gnet.None
+
+	switch {
+	case action == gnet.Close || cs.job != nil:
+		cs.setPartial(false)
+	case gc.InboundBuffered() > 0:
+		// What is left is the start of a frame: the read timeout runs.
+		cs.setPartial(true)
+	default:
+		cs.setPartial(false)
+		if s.draining.Load() {
+			action = gnet.Close
+		}
+	}
+	return action
 }
 
-// peekFrame looks at the next frame in gnet's buffer without consuming it.
-// It returns b == nil when no complete frame is buffered yet; otherwise b,
-// n and err as repe.Split reports them for b. It peeks at the header before
-// the whole frame, so that a large frame still arriving is not copied out of
-// gnet's ring buffer on every read.
-func (cs *conn) peekFrame() (b []byte, n int, err error) {
-	s, gc := cs.srv, cs.gc
+// buffered returns every byte buffered on the connection, or nil when there
+// is none or the first frame is still arriving. In that case it looks only
+// at the header, so that a large frame is not copied out of gnet's ring
+// buffer on every read while it arrives.
+func (cs *conn) buffered() []byte {
+	gc := cs.gc
 	avail := gc.InboundBuffered()
 	if avail == 0 {
-		cs.partialSince.Store(0)
-		return nil, 0, nil
+		return nil
 	}
-	b, _ = gc.Peek(min(avail, repe.HeaderSize))
-	n, err = repe.Split(b, s.cfg.MaxMessageSize)
-	if n == 0 && err == nil && len(b) == repe.HeaderSize {
-		// Split vouched for the length field: it is at most MaxMessageSize.
-		if length := int(binary.LittleEndian.Uint64(b)); avail >= length {
-			b, _ = gc.Peek(length)
-			n, err = repe.Split(b, s.cfg.MaxMessageSize)
+	if avail > repe.HeaderSize {
+		hdr, _ := gc.Peek(repe.HeaderSize)
+		if n, err := repe.Split(hdr, cs.srv.cfg.MaxMessageSize); n == 0 && err == nil &&
+			binary.LittleEndian.Uint64(hdr) > uint64(avail) {
+			return nil
 		}
 	}
-	if n == 0 && err == nil {
-		cs.partialSince.Store(s.clock.Load())
-		return nil, 0, nil
-	}
-	cs.partialSince.Store(0)
-	return b, n, err
+	buf, _ := gc.Peek(avail)
+	return buf
 }
 
-// handOff copies frame, and the frames after it that go to the same plugin,
-// out of gnet's buffer and queues them for one of l's workers.
-func (cs *conn) handOff(l *lane, frame repe.Message) {
-	gc := cs.gc
+// setPartial records whether an incomplete frame is buffered: the sweeper
+// closes connections whose frame made no progress for ReadTimeout. Each read
+// that leaves a frame incomplete is progress and restarts the timer.
+func (cs *conn) setPartial(partial bool) {
+	switch {
+	case partial:
+		cs.partialSince.Store(cs.srv.clock.Load())
+		cs.partial = true
+	case cs.partial:
+		cs.partialSince.Store(0)
+		cs.partial = false
+	}
+}
+
+// handOff copies the frame at the start of b, and the frames after it that
+// go to the same plugin, out of gnet's buffer and queues them for one of l's
+// workers. It returns the bytes it took.
+func (cs *conn) handOff(l *lane, b []byte) int {
 	j := newJob(cs)
-	j.req.B = append(j.req.B, frame...)
-	_, _ = gc.Discard(len(frame))
-	for frames, limit := 1, l.jobFrames(); frames < limit; frames++ {
-		b, n, err := cs.peekFrame()
-		if b == nil || n == 0 || err != nil || cs.srv.router.route(repe.Message(b[:n]).Query()) != l {
+	taken := 0
+	for frames, limit := 0, l.jobFrames(); frames < limit; frames++ {
+		n, err := repe.Split(b[taken:], cs.srv.cfg.MaxMessageSize)
+		if n == 0 || err != nil || (frames > 0 && cs.srv.router.route(repe.Message(b[taken:taken+n]).Query()) != l) {
 			break
 		}
-		j.req.B = append(j.req.B, b[:n]...)
-		_, _ = gc.Discard(n)
+		taken += n
 	}
+	j.req.B = append(j.req.B, b[:taken]...)
 	cs.job = j
 	cs.srv.jobs.Add(1)
 	l.submit(j)
+	return taken
 }
 
 // nanotime is a monotonic clock for timing plugin calls.
