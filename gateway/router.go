@@ -15,10 +15,16 @@ import (
 // longest matching root wins; the catch-all root "" owns whatever no other
 // root does.
 type router struct {
+	// few holds the roots, longest first, when there are at most
+	// maxLinearRoots: comparing a handful of prefixes costs less than
+	// hashing the query once.
+	few      []*lane
 	byRoot   map[string]*lane
 	depths   []int // segment counts of the roots, deepest first
 	catchAll *lane
 }
+
+const maxLinearRoots = 8
 
 func newRouter(lanes []*lane) (*router, error) {
 	r := &router{byRoot: make(map[string]*lane, len(lanes))}
@@ -41,6 +47,12 @@ func newRouter(lanes []*lane) (*router, error) {
 	}
 	slices.Sort(r.depths)
 	slices.Reverse(r.depths)
+	if len(r.byRoot) <= maxLinearRoots {
+		for _, l := range r.byRoot {
+			r.few = append(r.few, l)
+		}
+		slices.SortFunc(r.few, func(a, b *lane) int { return len(b.root) - len(a.root) })
+	}
 	return r, nil
 }
 
@@ -48,6 +60,14 @@ func newRouter(lanes []*lane) (*router, error) {
 // prefixes of query that end on a segment boundary at a depth some root has,
 // so a gateway with one root does one map lookup per request.
 func (r *router) route(query []byte) *lane {
+	if r.few != nil || len(r.byRoot) == 0 {
+		for _, l := range r.few {
+			if owns(l.root, query) {
+				return l
+			}
+		}
+		return r.catchAll
+	}
 	if len(query) > 0 && query[0] == '/' {
 		for _, d := range r.depths {
 			if end := segmentEnd(query, d); end > 0 {
@@ -59,6 +79,13 @@ func (r *router) route(query []byte) *lane {
 		}
 	}
 	return r.catchAll
+}
+
+// owns reports whether root owns query: query is root, or root followed by
+// a '/' and more.
+func owns(root string, query []byte) bool {
+	return len(query) >= len(root) && string(query[:len(root)]) == root &&
+		(len(query) == len(root) || query[len(root)] == '/')
 }
 
 // segmentEnd returns the length of the prefix of query made of its first n

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -39,12 +41,25 @@ func TestRoute(t *testing.T) {
 		{"catch-all takes empty queries", []*lane{calc, all}, "", all},
 		{"catch-all yields to a root", []*lane{all, calc}, "/calculator/x", calc},
 	}
+	// Enough other roots force the hashed lookup that replaces the linear
+	// scan of a few roots: both must route alike.
+	var padding []*lane
+	for i := range maxLinearRoots {
+		padding = append(padding, &lane{root: fmt.Sprintf("/pad%d/x", i)})
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, err := newRouter(tt.lanes)
-			require.NoError(t, err)
-			assert.Same(t, tt.want, r.route([]byte(tt.query)))
-		})
+		for _, many := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/many=%v", tt.name, many), func(t *testing.T) {
+				lanes := tt.lanes
+				if many {
+					lanes = append(slices.Clone(padding), lanes...)
+				}
+				r, err := newRouter(lanes)
+				require.NoError(t, err)
+				assert.Equal(t, many, r.few == nil, "lookup strategy")
+				assert.Same(t, tt.want, r.route([]byte(tt.query)))
+			})
+		}
 	}
 }
 
@@ -56,10 +71,19 @@ func TestRouterRefusesSharedRoots(t *testing.T) {
 }
 
 func TestRouteAllocs(t *testing.T) {
-	r, err := newRouter([]*lane{{root: "/calculator"}, {root: "/a/b"}, {root: ""}})
+	lanes := []*lane{{root: "/calculator"}, {root: "/a/b"}, {root: ""}}
+	for i := range maxLinearRoots {
+		few, err := newRouter(lanes)
+		require.NoError(t, err)
+		q := []byte("/calculator/get_value")
+		assert.Zero(t, testing.AllocsPerRun(100, func() { few.route(q) }))
+		lanes = append(lanes, &lane{root: fmt.Sprintf("/pad%d", i)})
+	}
+	many, err := newRouter(lanes)
 	require.NoError(t, err)
+	require.Nil(t, many.few)
 	q := []byte("/calculator/get_value")
-	assert.Zero(t, testing.AllocsPerRun(100, func() { r.route(q) }))
+	assert.Zero(t, testing.AllocsPerRun(100, func() { many.route(q) }))
 }
 
 func BenchmarkRoute(b *testing.B) {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
 
 	"github.com/repe-gw/repe-gw/pluginhost"
@@ -21,13 +20,15 @@ import (
 // keepAlive is the idle time before TCP keep-alive probes start.
 const keepAlive = time.Minute
 
+// readBufferCap is gnet's read buffer: the most one read delivers.
+const readBufferCap = 64 << 10
+
 // Server serves REPE requests over TCP and passes each to the plugin whose
 // root owns its query. Create it with New, then Start it; Shutdown stops it.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	router  *router
-	started time.Time
+	cfg    Config
+	log    *slog.Logger
+	router *router
 
 	// maxWaiting bounds what a connection may buffer while its previous
 	// request runs on a worker: memory grows only with bytes actually sent,
@@ -46,6 +47,7 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
+	loops map[gnet.EventLoop]*loop
 
 	jobs     sync.WaitGroup // requests running on workers
 	jobPool  sync.Pool
@@ -72,12 +74,12 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		router:     r,
-		started:    time.Now(),
 		maxWaiting: int(max(2*cfg.MaxMessageSize, 1<<20)),
 		booted:     make(chan struct{}),
 		done:       make(chan struct{}),
 		stop:       make(chan struct{}),
 		conns:      make(map[*conn]struct{}),
+		loops:      make(map[gnet.EventLoop]*loop),
 	}, nil
 }
 
@@ -88,6 +90,7 @@ func (s *Server) Start() error {
 		gnet.WithNumEventLoop(s.cfg.EventLoops),
 		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReadBufferCap(readBufferCap),
 		gnet.WithLogger(gnetLogger{s.log}),
 	}
 	go func() {
@@ -179,6 +182,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// loopOf returns the state of gnet's event loop el.
+func (s *Server) loopOf(el gnet.EventLoop) *loop {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.loops[el]
+	if l == nil {
+		l = new(loop)
+		s.loops[el] = l
+	}
+	return l
+}
+
 func (s *Server) connCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,9 +212,12 @@ func (s *Server) sweep(every time.Duration) {
 			return
 		case <-t.C:
 		}
-		now := s.nanotime()
+		now := nanotime()
 		s.clock.Store(now)
-		deadline := now - int64(s.cfg.ReadTimeout)
+		// partialSince was read from the clock as it stood, up to one tick
+		// before the bytes arrived: allow that tick, so that no connection
+		// is closed before ReadTimeout has really passed.
+		deadline := now - int64(s.cfg.ReadTimeout) - int64(every)
 		stale = stale[:0]
 		s.mu.Lock()
 		for cs := range s.conns {
@@ -228,7 +246,7 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 		return gnet.Shutdown
 	}
 	s.addr = addr
-	s.clock.Store(s.nanotime())
+	s.clock.Store(nanotime())
 	close(s.booted)
 	return gnet.None
 }
@@ -260,7 +278,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if s.draining.Load() {
 		return nil, gnet.Close
 	}
-	cs := &conn{srv: s, gc: gc}
+	cs := &conn{srv: s, gc: gc, loop: s.loopOf(gc.EventLoop())}
 	s.mu.Lock()
 	full := len(s.conns) >= s.cfg.MaxConns
 	if !full {
@@ -307,7 +325,6 @@ func (h *handler) OnTraffic(gc gnet.Conn) (action gnet.Action) {
 	if cs == nil {
 		return gnet.Close
 	}
-	out := bytebufferpool.Get()
 	defer func() {
 		// A bug must cost one connection, not the server (as net/http does).
 		if r := recover(); r != nil {
@@ -315,14 +332,17 @@ func (h *handler) OnTraffic(gc gnet.Conn) (action gnet.Action) {
 				"remote", gc.RemoteAddr(), "panic", r, "stack", string(debug.Stack()))
 			action = gnet.Close
 		}
-		bytebufferpool.Put(out)
 	}()
-	action = cs.serve(out)
-	if len(out.B) > 0 {
-		// One write per batch of replies. On error gnet closes the
-		// connection itself.
-		_, _ = gc.Write(out.B)
+	out, action := cs.serve(cs.loop.out[:0])
+	if len(out) > 0 {
+		// One write per batch of replies; gnet keeps what the socket does
+		// not take. On error gnet closes the connection itself.
+		_, _ = gc.Write(out)
 	}
+	if cap(out) > maxKeptOut {
+		out = nil
+	}
+	cs.loop.out = out
 	return action
 }
 
