@@ -601,6 +601,7 @@ func BenchmarkCallParallel(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.SetParallelism(8)
+			b.ResetTimer() // RunParallel, unlike b.Loop, does not leave the setup out
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, err := c.Call(ctx, "/echo", body); err != nil {
