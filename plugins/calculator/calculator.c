@@ -130,6 +130,17 @@ static void setup(void) {
     c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
 }
 
+/*
+ * Doubles are read and written in the C locale, whatever locale the host
+ * set: a decimal comma would break JSON. Only strtod and "%e" care, so the
+ * switch is made around them alone, not on every call.
+ */
+static locale_t in_c_locale(void) { return c_locale ? uselocale(c_locale) : (locale_t)0; }
+
+static void restore_locale(locale_t old) {
+    if (old) uselocale(old);
+}
+
 static void reserve(size_t extra) {
     if (reply.failed || reply.cap - reply.len >= extra) return;
     if (extra > SIZE_MAX / 2 - reply.len) {
@@ -262,6 +273,7 @@ static void nearest(double v, int p, uint64_t* m, int* e) {
  * closest does not: then each length is tried in turn, neighbour included.
  */
 static void shortest(double v, uint64_t* mo, int* eo) {
+    locale_t old = in_c_locale();
     uint64_t m;
     int e, lo = 1, hi = 17;
     uint64_t bits;
@@ -295,6 +307,7 @@ static void shortest(double v, uint64_t* mo, int* eo) {
     }
     nearest(v, lo, &m, &e);
 done:
+    restore_locale(old);
     while (m % 10 == 0) m /= 10, e++;
     *mo = m;
     *eo = e;
@@ -395,7 +408,9 @@ static int read_number(reader* r, double* out, int* assigned) {
     if (!buf) return EC_PARSE_NUMBER_FAILURE;
     memcpy(buf, s + start, len);
     buf[len] = 0;
+    locale_t old = in_c_locale();
     double v = strtod(buf, NULL);
+    restore_locale(old);
     if (buf != small) free(buf);
     *out = v;
     *assigned = 1;
@@ -729,9 +744,5 @@ repe_buffer repe_plugin_call(const char* request, uint64_t request_size) {
     /* A host need not call init (Glaze's hosts may skip it): set up lazily. */
     pthread_once(&setup_once, setup);
     if (!request) request_size = 0;
-    /* Numbers are read and written in the C locale, whatever the host set. */
-    locale_t old = c_locale ? uselocale(c_locale) : (locale_t)0;
-    repe_buffer out = handle((const unsigned char*)request, request_size);
-    if (old) uselocale(old);
-    return out;
+    return handle((const unsigned char*)request, request_size);
 }
