@@ -171,9 +171,10 @@ func reportError(stderr io.Writer, err error, reply client.Reply, doing string, 
 	return exitFailure
 }
 
-// errorMessage is the message of an error reply, on one line. Glaze sends
-// UTF-8 text; a JSON or BEVE body is shown as compact JSON, and bytes that
-// are not text as hex.
+// errorMessage is the message of an error reply. Glaze sends UTF-8 text,
+// kept as it is: its parse errors take three lines, the last a caret under
+// the fault. A JSON or BEVE body is shown as compact JSON on one line, and
+// bytes that are not text as hex.
 func errorMessage(reply client.Reply) string {
 	body := reply.Body
 	switch reply.BodyFormat {
