@@ -77,16 +77,7 @@ func Split(data []byte, maxSize uint64) (n int, err error) {
 // truncation. Bytes after the declared length are ignored, as in Glaze; the
 // returned Message excludes them.
 func Parse(b []byte) (Message, error) {
-	if len(b) < HeaderSize {
-		return nil, errShort()
-	}
-	if spec := binary.LittleEndian.Uint16(b[OffsetSpec:]); spec != Magic {
-		return nil, errMagic(spec)
-	}
-	if v := b[OffsetVersion]; v != Version {
-		return nil, errVersion(v)
-	}
-	if err := checkLengths(b); err != nil {
+	if err := CheckHeader(b); err != nil {
 		return nil, err
 	}
 	length := binary.LittleEndian.Uint64(b[OffsetLength:])
@@ -94,6 +85,27 @@ func Parse(b []byte) (Message, error) {
 		return nil, errTruncated()
 	}
 	return Message(b[:length:length]), nil
+}
+
+// CheckHeader validates the header at the start of h as Parse does, with
+// the same codes and texts, for a frame whose query and body have not all
+// arrived: too short for a header, magic, version, length overflow, length
+// mismatch. It lets a reader act on a large frame (route it, size a buffer
+// within the bytes actually sent) before the frame is whole.
+func CheckHeader(h []byte) error {
+	if len(h) < HeaderSize {
+		return errShort()
+	}
+	if spec := binary.LittleEndian.Uint16(h[OffsetSpec:]); spec != Magic {
+		return errMagic(spec)
+	}
+	if v := h[OffsetVersion]; v != Version {
+		return errVersion(v)
+	}
+	if err := checkLengths(h); err != nil {
+		return err
+	}
+	return nil
 }
 
 // checkLengths applies Glaze's overflow-safe length rule to a header:

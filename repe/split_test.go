@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -312,4 +313,35 @@ func TestSplitInconsistentFrame(t *testing.T) {
 	n, err = repe.Split(stream[n:], 0)
 	require.NoError(t, err)
 	assert.Equal(t, len(good), n)
+}
+
+// TestCheckHeader checks that the header-only validation agrees with Parse
+// on every way a header can be wrong, and accepts a header whose frame has
+// not fully arrived.
+func TestCheckHeader(t *testing.T) {
+	valid := repe.AppendMessage(nil, repe.Header{ID: 9}, "/calculator/value", []byte("12"))
+	set := func(off int, put func(b []byte)) []byte {
+		b := slices.Clone(valid)
+		put(b[off:])
+		return b
+	}
+	tests := []struct {
+		name string
+		b    []byte
+	}{
+		{"short", valid[:47]},
+		{"magic", set(repe.OffsetSpec, func(b []byte) { binary.LittleEndian.PutUint16(b, 0x1234) })},
+		{"version", set(repe.OffsetVersion, func(b []byte) { b[0] = 2 })},
+		{"overflow", set(repe.OffsetQueryLength, func(b []byte) { binary.LittleEndian.PutUint64(b, math.MaxUint64) })},
+		{"mismatch", set(repe.OffsetLength, func(b []byte) { binary.LittleEndian.PutUint64(b, 1000) })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, want := repe.Parse(tt.b)
+			require.Error(t, want)
+			assert.Equal(t, want, repe.CheckHeader(tt.b))
+		})
+	}
+	assert.NoError(t, repe.CheckHeader(valid[:repe.HeaderSize]), "a header alone is enough")
+	assert.NoError(t, repe.CheckHeader(valid))
 }
