@@ -105,6 +105,8 @@ func TestGateway(t *testing.T) {
 			"method_not_found (6): invalid_query: /calculator/nope\n"},
 		{"the plugin's parse error", "", []string{"set", "/calculator/value", `"x"`}, 2, "",
 			"parse_number_failure (14): 1:1: parse_number_failure\n   \"x\"\n   ^\n"},
+		{"BEVE to a JSON endpoint", "", []string{"--beve", "call", "/calculator", `{"value":3}`}, 2, "",
+			"expected_brace (15): 1:1: expected_brace\n   \\x03\\x04\\x14valuei\\x03\\x00\\x00\\x00\\x00\\x00\\x00\\x00\n   ^\n"},
 		{"the value is unchanged", "", []string{"get", "/calculator/value"}, 0, "-2.25E-9\n", ""},
 		{"invalid JSON is not sent", "", []string{"set", "/calculator/value", "[1,"}, 1, "",
 			"repe: the body is not valid JSON: unexpected end of JSON input (line 1, column 4)\n  [1,\n     ^\n"},

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/repe-gw/repe-gw/beve"
@@ -172,9 +174,9 @@ func reportError(stderr io.Writer, err error, reply client.Reply, doing string, 
 }
 
 // errorMessage is the message of an error reply. Glaze sends UTF-8 text,
-// kept as it is: its parse errors take three lines, the last a caret under
-// the fault. A JSON or BEVE body is shown as compact JSON on one line, and
-// bytes that are not text as hex.
+// kept as it is but for control characters: its parse errors take three
+// lines, the last a caret under the fault. A JSON or BEVE body is shown as
+// compact JSON on one line, and bytes that are not text as hex.
 func errorMessage(reply client.Reply) string {
 	body := reply.Body
 	switch reply.BodyFormat {
@@ -189,10 +191,35 @@ func errorMessage(reply client.Reply) string {
 		}
 	}
 	if utf8.Valid(body) {
-		return string(bytes.TrimRight(body, "\r\n"))
+		return printable(string(bytes.TrimRight(body, "\r\n")))
 	}
 	return hex.EncodeToString(body)
 }
+
+// printable returns s with its control characters other than newline and
+// tab written as \xNN or \uNNNN escapes. Glaze quotes the request body in
+// its parse errors, so an error message can hold any bytes the request
+// held (a BEVE body sent to a JSON endpoint, say), and the server's text
+// must not move the cursor or recolour the terminal it is shown on.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case !isControl(r):
+			b.WriteRune(r)
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }
 
 // readBody returns the body an argument names: the argument itself, "-"
 // for standard input or "@FILE" for a file's contents, trimmed of

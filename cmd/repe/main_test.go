@@ -260,3 +260,16 @@ func TestValidateJSON(t *testing.T) {
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "\n", "no excerpt of a long line")
 }
+
+func TestPrintable(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain é text", "plain é text"},
+		{"lines\n\tand tabs", "lines\n\tand tabs"},
+		{"\x1b[31mred\x1b[0m", `\x1b[31mred\x1b[0m`},
+		{"bell\a, CR\r, NUL\x00, DEL\x7f", `bell\x07, CR\x0d, NUL\x00, DEL\x7f`},
+		{"C1 \u0085 \u009b", `C1 \u0085 \u009b`},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, printable(tt.in), "%q", tt.in)
+	}
+}
