@@ -4,7 +4,7 @@
 //	c, err := client.Dial(ctx, "127.0.0.1:5099", nil)
 //	...
 //	defer c.Close()
-//	reply, err := c.Call(ctx, "/calculator/increment", []byte(`{"amount":2}`))
+//	reply, err := c.Call(ctx, "/calculator/set_value", []byte("2.5"))
 //	if errors.Is(err, repe.MethodNotFound) { ... }
 //
 // # Connections and ids

@@ -40,8 +40,8 @@ server answered with an error.
 Examples:
   repe get /calculator/value
   repe set /calculator/value 42
-  echo '{"amount":2}' | repe call /calculator/increment -
-  repe --beve call /calculator/increment '{"amount":2}'
+  echo '{"value": 2.5}' | repe call /calculator -
+  repe --addr 10.0.0.7:5099 --timeout 2s call /calculator/increment
 `
 
 // options are the parsed flags.
