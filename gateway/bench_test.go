@@ -96,3 +96,38 @@ func (p *pipeliner) round(tb testing.TB, rounds int) {
 		}
 	}
 }
+
+// BenchmarkLargeBody sends a 16 MiB body through the echo test plugin and
+// reads it back; MB/s counts the body once.
+func BenchmarkLargeBody(b *testing.B) {
+	srv, _ := gatewaytest.Serve(b, gateway.Config{}, gwPlugin(b, "echo", "/gw"))
+	body := make([]byte, 16<<20)
+	for i := range body {
+		body[i] = byte(i)
+	}
+	req := repe.AppendMessage(nil, repe.Header{ID: 1, BodyFormat: repe.BodyRaw}, "/gw/echo", body)
+	c, err := net.Dial("tcp", srv.Addr().String())
+	require.NoError(b, err)
+	defer c.Close()
+	reply := make([]byte, repe.HeaderSize+len(body))
+	roundTrip := func() {
+		errc := make(chan error, 1)
+		go func() { _, err := c.Write(req); errc <- err }()
+		if _, err := io.ReadFull(c, reply); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	}
+	roundTrip()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		roundTrip()
+	}
+	b.StopTimer()
+	if m := repe.Message(reply); m.BodyLength() != uint64(len(body)) || m.Body()[12345] != body[12345] {
+		b.Fatal("the body changed on the way")
+	}
+}

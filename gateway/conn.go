@@ -28,6 +28,14 @@ type conn struct {
 	// writes and then reads sees its own write.
 	job *job
 
+	// intake is a large frame still arriving, read straight into the job
+	// that will carry it to a worker rather than piled up in gnet's ring
+	// buffer and copied out of it again; intakeLane is its plugin and
+	// intakeLen its length.
+	intake     *job
+	intakeLane *lane
+	intakeLen  int
+
 	// partialSince is the coarse time at which bytes of an incomplete frame
 	// last arrived, or 0 when no frame is incomplete; partial says which,
 	// so that the atomic is written only when it changes.
@@ -41,6 +49,10 @@ type loop struct {
 	// Shared by the loop's connections, which it serves one at a time.
 	out []byte
 }
+
+// largeReply is the size above which a worker's replies are written as
+// they are instead of being copied into the batch buffer first.
+const largeReply = 64 << 10
 
 // maxKeptOut bounds the reply buffer a loop keeps between batches: a rare
 // huge reply should not pin its memory for good.
@@ -60,13 +72,27 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 			}
 			return out, gnet.None
 		}
-		out = append(out, j.reply.B...)
+		if len(j.reply.B) > largeReply {
+			// Written apart rather than copied into the batch first.
+			if len(out) > 0 {
+				_, _ = gc.Write(out)
+				out = out[:0]
+			}
+			_, _ = gc.Write(j.reply.B)
+		} else {
+			out = append(out, j.reply.B...)
+		}
 		failed := j.failed
 		cs.job = nil
 		j.free()
 		if failed {
 			return out, gnet.Close
 		}
+	}
+
+	if cs.intake != nil {
+		cs.takeIn()
+		return out, gnet.None
 	}
 
 	// Inline calls are timed per run of calls to one plugin, not per call:
@@ -87,6 +113,10 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 	// below: frames are served from it in place, and inline calls read
 	// them where gnet put them.
 	buf := cs.buffered()
+	if cs.intake != nil {
+		cs.takeIn()
+		return out, gnet.None
+	}
 	done := 0
 	action := gnet.None
 loop:
@@ -172,13 +202,63 @@ func (cs *conn) buffered() []byte {
 	// per read; beyond that, a large frame may be arriving.
 	if avail > readBufferCap {
 		hdr, _ := gc.Peek(repe.HeaderSize)
-		if n, err := repe.Split(hdr, cs.srv.cfg.MaxMessageSize); n == 0 && err == nil &&
-			binary.LittleEndian.Uint64(hdr) > uint64(avail) {
-			return nil
+		if n, err := repe.Split(hdr, cs.srv.cfg.MaxMessageSize); n == 0 && err == nil {
+			if length := binary.LittleEndian.Uint64(hdr); length > uint64(avail) {
+				cs.startIntake(hdr, int(length), avail)
+				return nil
+			}
 		}
 	}
 	buf, _ := gc.Peek(avail)
 	return buf
+}
+
+// startIntake begins reading the large frame whose header is hdr straight
+// into a job, once its query has arrived and names a plugin. Frames the
+// gateway answers itself (no plugin, a bad header) are left to be buffered
+// whole, as small ones are.
+func (cs *conn) startIntake(hdr []byte, length, avail int) {
+	if repe.CheckHeader(hdr) != nil {
+		return
+	}
+	end := repe.HeaderSize + int(repe.Message(hdr).QueryLength())
+	if end > avail {
+		return
+	}
+	h, _ := cs.gc.Peek(end)
+	l := cs.srv.router.route(repe.Message(h).Query())
+	if l == nil {
+		return
+	}
+	cs.intake, cs.intakeLane, cs.intakeLen = newJob(cs), l, length
+}
+
+// takeIn moves what has arrived of the intake frame into its job, growing
+// the job's buffer fourfold as bytes arrive (never past four times what was
+// received, so memory follows what the peer sent, not what it announced,
+// while a 16 MiB frame costs only about a third of its size in regrowth
+// copies), and hands the job to a worker once the frame is whole.
+func (cs *conn) takeIn() {
+	j, gc := cs.intake, cs.gc
+	have := len(j.req.B)
+	n := min(cs.intakeLen-have, gc.InboundBuffered())
+	if want := have + n; want > cap(j.req.B) {
+		grown := make([]byte, have, min(cs.intakeLen, max(4*cap(j.req.B), want)))
+		copy(grown, j.req.B)
+		j.req.B = grown
+	}
+	k, _ := gc.Read(j.req.B[have : have+n])
+	j.req.B = j.req.B[:have+k]
+	if len(j.req.B) < cs.intakeLen {
+		cs.setPartial(true)
+		return
+	}
+	cs.setPartial(false)
+	l := cs.intakeLane
+	cs.intake, cs.intakeLane = nil, nil
+	cs.job = j
+	cs.srv.jobs.Add(1)
+	l.submit(j)
 }
 
 // setPartial records whether an incomplete frame is buffered: the sweeper

@@ -354,6 +354,52 @@ func TestLargeBodyPassesThrough(t *testing.T) {
 	assert.True(t, bytes.Equal(body, m.Body()), "body changed on the way")
 }
 
+// TestLargeFrames covers frames big enough to be read straight into a
+// worker's buffer while they arrive, and the ones the gateway answers itself.
+func TestLargeFrames(t *testing.T) {
+	srv, host := gatewaytest.Serve(t, gateway.Config{}, gwPlugin(t, "echo", "/gw"))
+	body := bytes.Repeat([]byte{7}, 1<<20)
+	large := func(id uint64, query string) []byte {
+		return repe.AppendMessage(nil, repe.Header{ID: id, BodyFormat: repe.BodyRaw}, query, body)
+	}
+	c := gatewaytest.Dial(t, srv.Addr())
+
+	// Sent in small pieces, with a small request pipelined behind it.
+	req := append(large(1, "/gw/echo"), gatewaytest.Request(2, "/gw/ping", "")...)
+	go func() {
+		for len(req) > 0 {
+			n := min(len(req), 100_000)
+			c.Send(req[:n])
+			req = req[n:]
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	m := c.Next()
+	assert.Equal(t, uint64(1), m.ID())
+	assert.True(t, bytes.Equal(body, m.Body()))
+	assert.Equal(t, uint64(2), c.Next().ID())
+
+	// No plugin owns it: buffered whole and answered by the gateway.
+	c.Send(large(3, "/nothing"))
+	assertReply(t, c.Next(), 3, repe.MethodNotFound, "No plugin registered for path")
+
+	// A notify gets no reply, and the connection goes on.
+	notify := large(4, "/gw/echo")
+	notify[repe.OffsetNotify] = 1
+	c.Send(notify)
+	c.Send(gatewaytest.Request(5, "/gw/ping", ""))
+	assert.Equal(t, uint64(5), c.Next().ID())
+
+	// A peer that leaves in the middle of a large frame costs nothing more.
+	gone := gatewaytest.Dial(t, srv.Addr())
+	gone.Send(large(6, "/gw/echo")[:300_000])
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, gone.Close())
+	c.Send(gatewaytest.Request(7, "/gw/ping", ""))
+	assert.Equal(t, uint64(7), c.Next().ID())
+	assert.Zero(t, host.Plugins()[0].DroppedNotifyReplies(), "the echo plugin does not answer notifies")
+}
+
 func TestGracefulShutdown(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "events")
 	logFlag := fmt.Sprintf(`-DGW_LOG="%s"`, log)

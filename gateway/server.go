@@ -312,6 +312,10 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		cs.job.orphan()
 		cs.job = nil
 	}
+	if cs.intake != nil {
+		cs.intake.free() // never handed to a worker
+		cs.intake = nil
+	}
 	s.mu.Lock()
 	delete(s.conns, cs)
 	s.mu.Unlock()
