@@ -26,10 +26,11 @@
 // [AppendJSON] follows Glaze's beve_to_json where the specification leaves a
 // choice: integer keys become JSON strings, a type tag is replaced by its
 // value, a delimiter becomes a newline between documents. NaN and
-// infinities, which JSON cannot hold, become null. It departs from Glaze where Glaze is wrong: it decodes boolean
-// arrays (Glaze reports an error), reads the element type of complex numbers
-// (Glaze reads them all as floats) and names matrix layouts as Glaze's writer
-// and the specification do (0 layout_right, 1 layout_left).
+// infinities, which JSON cannot hold, become null. It departs from Glaze
+// where Glaze is wrong: it decodes boolean arrays (Glaze reports an error),
+// reads the element type of complex numbers (Glaze reads them all as floats)
+// and names matrix layouts as Glaze's writer and the specification do
+// (0 layout_right, 1 layout_left).
 //
 // Every size read from the input is checked against the bytes that remain
 // before it is used, so a short or hostile input costs at most a few times
