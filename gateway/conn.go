@@ -65,6 +65,14 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 	s, gc := cs.srv, cs.gc
 	if j := cs.job; j != nil {
 		if j.state.Load() != jobDone {
+			// A large frame behind the running one is read ahead into its
+			// own buffer, so that it does not pile up in gnet's ring.
+			if cs.intake == nil {
+				cs.arriving(gc.InboundBuffered())
+			}
+			if cs.intake != nil {
+				cs.takeIn()
+			}
 			if gc.InboundBuffered() > s.maxWaiting {
 				s.log.Debug("closing connection: it sent too much while its previous request was running",
 					"remote", gc.RemoteAddr(), "buffered", gc.InboundBuffered())
@@ -91,7 +99,12 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 	}
 
 	if cs.intake != nil {
-		cs.takeIn()
+		if cs.takeIn() {
+			// The frame read ahead is whole: it runs now, and what follows
+			// it waits its turn.
+			cs.submit(cs.intakeLane, cs.intake)
+			cs.intake, cs.intakeLane = nil, nil
+		}
 		return out, gnet.None
 	}
 
@@ -114,7 +127,10 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 	// them where gnet put them.
 	buf := cs.buffered()
 	if cs.intake != nil {
-		cs.takeIn()
+		if cs.takeIn() {
+			cs.submit(cs.intakeLane, cs.intake)
+			cs.intake, cs.intakeLane = nil, nil
+		}
 		return out, gnet.None
 	}
 	done := 0
@@ -198,19 +214,32 @@ func (cs *conn) buffered() []byte {
 	if avail == 0 {
 		return nil
 	}
-	// Up to one read's worth, peeking everything costs at most one copy
-	// per read; beyond that, a large frame may be arriving.
-	if avail > readBufferCap {
-		hdr, _ := gc.Peek(repe.HeaderSize)
-		if n, err := repe.Split(hdr, cs.srv.cfg.MaxMessageSize); n == 0 && err == nil {
-			if length := binary.LittleEndian.Uint64(hdr); length > uint64(avail) {
-				cs.startIntake(hdr, int(length), avail)
-				return nil
-			}
-		}
+	if cs.arriving(avail) {
+		return nil
 	}
 	buf, _ := gc.Peek(avail)
 	return buf
+}
+
+// arriving reports whether the first of the avail buffered bytes start a
+// frame larger than a read that is still incomplete, and then begins its
+// intake when it can.
+func (cs *conn) arriving(avail int) bool {
+	// Up to one read's worth, peeking everything costs at most one copy
+	// per read; beyond that, a large frame may be arriving.
+	if avail <= readBufferCap {
+		return false
+	}
+	hdr, _ := cs.gc.Peek(repe.HeaderSize)
+	if n, err := repe.Split(hdr, cs.srv.cfg.MaxMessageSize); n != 0 || err != nil {
+		return false
+	}
+	length := binary.LittleEndian.Uint64(hdr)
+	if length <= uint64(avail) {
+		return false
+	}
+	cs.startIntake(hdr, int(length), avail)
+	return true
 }
 
 // startIntake begins reading the large frame whose header is hdr straight
@@ -237,8 +266,8 @@ func (cs *conn) startIntake(hdr []byte, length, avail int) {
 // the job's buffer fourfold as bytes arrive (never past four times what was
 // received, so memory follows what the peer sent, not what it announced,
 // while a 16 MiB frame costs only about a third of its size in regrowth
-// copies), and hands the job to a worker once the frame is whole.
-func (cs *conn) takeIn() {
+// copies). It reports whether the frame is whole.
+func (cs *conn) takeIn() bool {
 	j, gc := cs.intake, cs.gc
 	have := len(j.req.B)
 	n := min(cs.intakeLen-have, gc.InboundBuffered())
@@ -249,13 +278,13 @@ func (cs *conn) takeIn() {
 	}
 	k, _ := gc.Read(j.req.B[have : have+n])
 	j.req.B = j.req.B[:have+k]
-	if len(j.req.B) < cs.intakeLen {
-		cs.setPartial(true)
-		return
-	}
-	cs.setPartial(false)
-	l := cs.intakeLane
-	cs.intake, cs.intakeLane = nil, nil
+	whole := len(j.req.B) == cs.intakeLen
+	cs.setPartial(!whole)
+	return whole
+}
+
+// submit hands j to one of l's workers; the connection waits for it.
+func (cs *conn) submit(l *lane, j *job) {
 	cs.job = j
 	cs.srv.jobs.Add(1)
 	l.submit(j)
@@ -289,9 +318,7 @@ func (cs *conn) handOff(l *lane, b []byte) int {
 		taken += n
 	}
 	j.req.B = append(j.req.B, b[:taken]...)
-	cs.job = j
-	cs.srv.jobs.Add(1)
-	l.submit(j)
+	cs.submit(l, j)
 	return taken
 }
 
