@@ -14,7 +14,7 @@ PLUGINS     := $(foreach p,$(PLUGIN_DIRS),plugins/$(p)/$(p).so)
 
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all plugins build run test lint clean
+.PHONY: all plugins build run test lint bench clean
 
 all: build plugins
 
@@ -46,5 +46,10 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
 
+# The benchmark suite (bench/README.md): writes results/bench.md. It pins
+# servers and the load tool to separate CPUs with taskset.
+bench:
+	GO=$(GO) CC=$(CC) bench/run.sh
+
 clean:
-	rm -rf bin $(PLUGINS)
+	rm -rf bin results $(PLUGINS)

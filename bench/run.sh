@@ -1,0 +1,86 @@
+#!/bin/sh
+# The REPE benchmark suite (make bench). In each of $ROUNDS rounds, the echo
+# floor and the gateway serving the calculator run one after the other, each
+# pinned to CPU $SERVER_CPU and loaded by repe-bench pinned to CPU
+# $CLIENT_CPU, so that their figures compare within a round; then a 16 MiB
+# body goes through the gateway and an echo plugin. Idle connections and the
+# in-process Go benchmarks are measured once. Raw results go to $OUT/raw/,
+# the tables to $OUT/bench.md.
+set -eu
+GO=${GO:-go}
+CC=${CC:-cc}
+OUT=${OUT:-results}
+ROUNDS=${ROUNDS:-3}
+DUR=${DUR:-5s}
+WARMUP=${WARMUP:-1s}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+QUERY=/calculator/get_value
+
+make plugins >/dev/null
+$GO build -o bin/ ./cmd/repe-bench ./cmd/repe-gw ./bench/echo ./bench/idle ./bench/report
+rm -rf "$OUT/raw"
+mkdir -p "$OUT/raw" "$OUT/plugins/echo"
+# The echo-style plugin of the gateway's tests, at root /echo.
+$CC -O2 -fPIC -fvisibility=hidden -shared -pthread -Iplugins/include \
+	-DGW_NAME='"echo"' -DGW_ROOT='"/echo"' -o "$OUT/plugins/echo/echo.so" gateway/testdata/gwtest.c
+head -c 16777216 /dev/urandom >"$OUT/body16m"
+
+# start NAME ADDR: runs server NAME pinned to $SERVER_CPU, sets PID, waits
+# until it answers.
+start() {
+	case $1 in
+	echo) taskset -c "$SERVER_CPU" ./bin/echo -addr "$2" >/dev/null 2>&1 & ;;
+	gateway) taskset -c "$SERVER_CPU" ./bin/repe-gw --plugins ./plugins --addr "$2" --max-conns 20000 --log-level warn & ;;
+	gateway-echo) taskset -c "$SERVER_CPU" ./bin/repe-gw --plugins "$OUT/plugins" --addr "$2" --log-level warn & ;;
+	esac
+	PID=$!
+	i=0
+	until ./bin/repe-bench -addr "$2" -query "$QUERY" -n 1 -expect-ec any >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ $i -lt 100 ] || { echo "$1 did not start" >&2; kill "$PID"; exit 1; }
+		sleep 0.1
+	done
+}
+
+stop() {
+	kill "$PID"
+	wait "$PID" 2>/dev/null || true
+}
+
+# load NAME ROUND ADDR LABEL FLAGS...: one repe-bench run, saved as JSON.
+load() {
+	name=$1 round=$2 addr=$3 label=$4
+	shift 4
+	taskset -c "$CLIENT_CPU" ./bin/repe-bench -addr "$addr" -z "$DUR" -warmup "$WARMUP" \
+		-server-pid "$PID" -format json "$@" >"$OUT/raw/$round.$name.$label.json"
+}
+
+port=5190
+round=1
+while [ "$round" -le "$ROUNDS" ]; do
+	for server in echo gateway; do
+		port=$((port + 1))
+		start "$server" "127.0.0.1:$port"
+		load "$server" "$round" "127.0.0.1:$port" pipelined -query "$QUERY" -c 4 -P 32
+		load "$server" "$round" "127.0.0.1:$port" single -query "$QUERY" -c 64 -P 1
+		stop
+	done
+	port=$((port + 1))
+	start gateway-echo "127.0.0.1:$port"
+	load gateway "$round" "127.0.0.1:$port" body16m -query /echo/echo -body-file "$OUT/body16m" -body-format raw -c 1 -P 2
+	stop
+	round=$((round + 1))
+done
+
+for server in echo gateway; do
+	port=$((port + 1))
+	start "$server" "127.0.0.1:$port"
+	./bin/idle -addr "127.0.0.1:$port" -pid "$PID" -n "$IDLE_CONNS" -json >"$OUT/raw/idle.$server.json"
+	stop
+done
+
+$GO test -run '^$' -bench . -benchtime 1s ./repe/ ./pluginhost/ ./gateway/ >"$OUT/raw/gobench.txt"
+./bin/report "$OUT/raw" >"$OUT/bench.md"
+cat "$OUT/bench.md"
