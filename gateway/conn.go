@@ -36,6 +36,11 @@ type conn struct {
 	intakeLane *lane
 	intakeLen  int
 
+	// overflowed is set when the connection sent more than maxWaiting bytes
+	// while a call ran; overflowID is the id of its first dropped request.
+	overflowed bool
+	overflowID uint64
+
 	// partialSince is the coarse time at which bytes of an incomplete frame
 	// last arrived, or 0 when no frame is incomplete; partial says which,
 	// so that the atomic is written only when it changes.
@@ -65,19 +70,7 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 	s, gc := cs.srv, cs.gc
 	if j := cs.job; j != nil {
 		if j.state.Load() != jobDone {
-			// A large frame behind the running one is read ahead into its
-			// own buffer, so that it does not pile up in gnet's ring.
-			if cs.intake == nil {
-				cs.arriving(gc.InboundBuffered())
-			}
-			if cs.intake != nil {
-				cs.takeIn()
-			}
-			if gc.InboundBuffered() > s.maxWaiting {
-				s.log.Debug("closing connection: it sent too much while its previous request was running",
-					"remote", gc.RemoteAddr(), "buffered", gc.InboundBuffered())
-				return out, gnet.Close
-			}
+			cs.wait()
 			return out, gnet.None
 		}
 		if len(j.reply.B) > largeReply {
@@ -94,6 +87,12 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 		cs.job = nil
 		j.free()
 		if failed {
+			return out, gnet.Close
+		}
+		if cs.overflowed {
+			// Everything after the call just answered was dropped: say so
+			// to the first request dropped, then close.
+			out = repe.AppendError(out, cs.overflowID, repe.ConnectionFailure, s.textOverflow)
 			return out, gnet.Close
 		}
 	}
@@ -202,6 +201,43 @@ loop:
 		}
 	}
 	return out, action
+}
+
+// wait runs on each read while the connection's requests wait for a call on a
+// worker. gnet cannot stop reading a connection, so what arrives meanwhile
+// is buffered: a large frame straight into its own buffer (read ahead, so
+// that it does not pile up in gnet's ring), the rest in gnet. Past
+// maxWaiting bytes the connection is overflowing: from then on what it
+// sends is dropped as it arrives, and once the running call is answered the
+// first request dropped gets an error saying why and the connection closes.
+func (cs *conn) wait() {
+	s, gc := cs.srv, cs.gc
+	if !cs.overflowed {
+		if cs.intake == nil {
+			cs.arriving(gc.InboundBuffered())
+		}
+		if cs.intake != nil {
+			cs.takeIn()
+		}
+		if gc.InboundBuffered() <= s.maxWaiting {
+			return
+		}
+		cs.overflowed = true
+		if cs.intake != nil {
+			cs.overflowID = repe.PeekID(cs.intake.req.B)
+			cs.intake.free()
+			cs.intake, cs.intakeLane = nil, nil
+		} else {
+			head, _ := gc.Peek(min(gc.InboundBuffered(), repe.HeaderSize))
+			cs.overflowID = repe.PeekID(head)
+		}
+		s.overflowLog.do(func(suppressed int64) {
+			s.log.Warn("connection sent too much while an earlier request was running; closing it after that request",
+				"remote", gc.RemoteAddr(), "limit", s.maxWaiting, "suppressed", suppressed)
+		})
+	}
+	_, _ = gc.Discard(gc.InboundBuffered())
+	cs.setPartial(false)
 }
 
 // buffered returns every byte buffered on the connection, or nil when there

@@ -400,6 +400,30 @@ func TestLargeFrames(t *testing.T) {
 	assert.Zero(t, host.Plugins()[0].DroppedNotifyReplies(), "the echo plugin does not answer notifies")
 }
 
+// TestOverflowBehindSlowCall: a connection that sends more than the gateway
+// will hold while an earlier request runs gets that request's reply, then an
+// error for the first request dropped, then a close; nothing is lost
+// silently and memory stays bounded.
+func TestOverflowBehindSlowCall(t *testing.T) {
+	srv, _ := gatewaytest.Serve(t, gateway.Config{MaxMessageSize: 64 << 10}, gwPlugin(t, "slow", "/slow"))
+	c := gatewaytest.Dial(t, srv.Addr())
+	c.Send(gatewaytest.Request(1, "/slow/sleep", ""))
+	body := bytes.Repeat([]byte{'x'}, 32<<10)
+	go func() {
+		for id := uint64(2); id < 200; id++ { // 6 MiB, over the 1 MiB the gateway holds
+			if _, err := c.Write(repe.AppendMessage(nil, repe.Header{ID: id}, "/slow/echo", body)); err != nil {
+				return
+			}
+		}
+	}()
+	assertReply(t, c.Next(), 1, repe.OK, "")
+	m := c.Next()
+	assert.Equal(t, uint64(2), m.ID())
+	assert.Equal(t, repe.ConnectionFailure, m.EC())
+	assert.Contains(t, string(m.Body()), "connection closed: more than 1048576 bytes of requests arrived while an earlier request was running")
+	c.ExpectClosed()
+}
+
 func TestGracefulShutdown(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "events")
 	logFlag := fmt.Sprintf(`-DGW_LOG="%s"`, log)

@@ -49,9 +49,14 @@ type Server struct {
 	conns map[*conn]struct{}
 	loops map[gnet.EventLoop]*loop
 
-	jobs     sync.WaitGroup // requests running on workers
-	jobPool  sync.Pool
-	connsLog rateLimited
+	jobs        sync.WaitGroup // requests running on workers
+	jobPool     sync.Pool
+	connsLog    rateLimited
+	overflowLog rateLimited
+
+	// textOverflow answers the first request dropped by a connection that
+	// overflowed maxWaiting.
+	textOverflow string
 }
 
 // New returns a server for plugins, configured by cfg. It fails when cfg is
@@ -70,16 +75,19 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	maxWaiting := int(max(2*cfg.MaxMessageSize, 1<<20))
 	return &Server{
 		cfg:        cfg,
 		log:        cfg.Logger,
 		router:     r,
-		maxWaiting: int(max(2*cfg.MaxMessageSize, 1<<20)),
-		booted:     make(chan struct{}),
-		done:       make(chan struct{}),
-		stop:       make(chan struct{}),
-		conns:      make(map[*conn]struct{}),
-		loops:      make(map[gnet.EventLoop]*loop),
+		maxWaiting: maxWaiting,
+		textOverflow: fmt.Sprintf("connection closed: more than %d bytes of requests arrived while an earlier request was running; this request and those after it were dropped",
+			maxWaiting),
+		booted: make(chan struct{}),
+		done:   make(chan struct{}),
+		stop:   make(chan struct{}),
+		conns:  make(map[*conn]struct{}),
+		loops:  make(map[gnet.EventLoop]*loop),
 	}, nil
 }
 
