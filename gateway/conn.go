@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"encoding/binary"
+	"io"
 	"sync/atomic"
 	_ "unsafe" // for go:linkname
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/repe-gw/repe-gw/repe"
 )
@@ -70,8 +72,7 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 	s, gc := cs.srv, cs.gc
 	if j := cs.job; j != nil {
 		if j.state.Load() != jobDone {
-			cs.wait()
-			return out, gnet.None
+			return out, cs.wait()
 		}
 		if len(j.reply.B) > largeReply {
 			// Written apart rather than copied into the batch first.
@@ -98,13 +99,9 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 	}
 
 	if cs.intake != nil {
-		if cs.takeIn() {
-			// The frame read ahead is whole: it runs now, and what follows
-			// it waits its turn.
-			cs.submit(cs.intakeLane, cs.intake)
-			cs.intake, cs.intakeLane = nil, nil
-		}
-		return out, gnet.None
+		// The frame read ahead runs as soon as it is whole; what follows it
+		// waits its turn.
+		return out, cs.continueIntake()
 	}
 
 	// Inline calls are timed per run of calls to one plugin, not per call:
@@ -126,11 +123,7 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 	// them where gnet put them.
 	buf := cs.buffered()
 	if cs.intake != nil {
-		if cs.takeIn() {
-			cs.submit(cs.intakeLane, cs.intake)
-			cs.intake, cs.intakeLane = nil, nil
-		}
-		return out, gnet.None
+		return out, cs.continueIntake()
 	}
 	done := 0
 	action := gnet.None
@@ -210,17 +203,19 @@ loop:
 // maxWaiting bytes the connection is overflowing: from then on what it
 // sends is dropped as it arrives, and once the running call is answered the
 // first request dropped gets an error saying why and the connection closes.
-func (cs *conn) wait() {
+func (cs *conn) wait() gnet.Action {
 	s, gc := cs.srv, cs.gc
 	if !cs.overflowed {
 		if cs.intake == nil {
 			cs.arriving(gc.InboundBuffered())
 		}
 		if cs.intake != nil {
-			cs.takeIn()
+			if _, err := cs.takeIn(); err != nil {
+				return gnet.Close
+			}
 		}
 		if gc.InboundBuffered() <= s.maxWaiting {
-			return
+			return gnet.None
 		}
 		cs.overflowed = true
 		if cs.intake != nil {
@@ -238,6 +233,7 @@ func (cs *conn) wait() {
 	}
 	_, _ = gc.Discard(gc.InboundBuffered())
 	cs.setPartial(false)
+	return gnet.None
 }
 
 // buffered returns every byte buffered on the connection, or nil when there
@@ -298,25 +294,70 @@ func (cs *conn) startIntake(hdr []byte, length, avail int) {
 	cs.intake, cs.intakeLane, cs.intakeLen = newJob(cs), l, length
 }
 
-// takeIn moves what has arrived of the intake frame into its job, growing
-// the job's buffer fourfold as bytes arrive (never past four times what was
-// received, so memory follows what the peer sent, not what it announced,
-// while a 16 MiB frame costs only about a third of its size in regrowth
-// copies). It reports whether the frame is whole.
-func (cs *conn) takeIn() bool {
+// takeIn moves what has arrived of the intake frame into its job and reports
+// whether the frame is whole. What gnet has buffered is copied; the rest is
+// read from the socket straight into the job, without passing through gnet's
+// read buffer, until the socket has no more. The job's buffer grows fourfold
+// as bytes arrive, never past four times what was received, so memory
+// follows what the peer sent, not what it announced, while a 16 MiB frame
+// costs only about a third of its size in regrowth copies. An error means
+// the peer closed or failed in the middle of the frame.
+func (cs *conn) takeIn() (bool, error) {
 	j, gc := cs.intake, cs.gc
-	have := len(j.req.B)
-	n := min(cs.intakeLen-have, gc.InboundBuffered())
-	if want := have + n; want > cap(j.req.B) {
-		grown := make([]byte, have, min(cs.intakeLen, max(4*cap(j.req.B), want)))
-		copy(grown, j.req.B)
-		j.req.B = grown
+	if n := min(cs.intakeLen-len(j.req.B), gc.InboundBuffered()); n > 0 {
+		have := len(j.req.B)
+		j.req.B = cs.growIntake(n)
+		k, _ := gc.Read(j.req.B[have : have+n])
+		j.req.B = j.req.B[:have+k]
 	}
-	k, _ := gc.Read(j.req.B[have : have+n])
-	j.req.B = j.req.B[:have+k]
+	for len(j.req.B) < cs.intakeLen {
+		have := len(j.req.B)
+		j.req.B = cs.growIntake(min(cs.intakeLen-have, readBufferCap))
+		k, err := unix.Read(gc.Fd(), j.req.B[have:min(cap(j.req.B), cs.intakeLen)])
+		if k > 0 {
+			j.req.B = j.req.B[:have+k]
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err == nil {
+			err = io.EOF
+		}
+		return false, err
+	}
 	whole := len(j.req.B) == cs.intakeLen
 	cs.setPartial(!whole)
-	return whole
+	return whole, nil
+}
+
+// growIntake makes room for at least n more bytes in the intake buffer.
+func (cs *conn) growIntake(n int) []byte {
+	b := cs.intake.req.B
+	if want := len(b) + n; want > cap(b) {
+		grown := make([]byte, len(b), min(cs.intakeLen, max(4*cap(b), want)))
+		copy(grown, b)
+		b = grown
+	}
+	return b
+}
+
+// continueIntake reads more of the intake frame and hands it to a worker
+// once it is whole.
+func (cs *conn) continueIntake() gnet.Action {
+	whole, err := cs.takeIn()
+	if err != nil {
+		cs.srv.log.Debug("connection ended inside a frame", "remote", cs.gc.RemoteAddr(), "error", err)
+		return gnet.Close
+	}
+	if whole {
+		cs.submit(cs.intakeLane, cs.intake)
+		cs.intake, cs.intakeLane = nil, nil
+	}
+	return gnet.None
 }
 
 // submit hands j to one of l's workers; the connection waits for it.
