@@ -3,14 +3,15 @@
 # floor and the gateway serving the calculator run one after the other, each
 # pinned to CPU $SERVER_CPU and loaded by repe-bench pinned to CPU
 # $CLIENT_CPU, so that their figures compare within a round; then a 16 MiB
-# body goes through the gateway and an echo plugin. Idle connections and the
+# body goes through the echo floor and through the gateway and an echo
+# plugin. Idle connections and the
 # in-process Go benchmarks are measured once. Raw results go to $OUT/raw/,
 # the tables to $OUT/bench.md.
 set -eu
 GO=${GO:-go}
 CC=${CC:-cc}
 OUT=${OUT:-results}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 DUR=${DUR:-5s}
 WARMUP=${WARMUP:-1s}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -67,10 +68,12 @@ while [ "$round" -le "$ROUNDS" ]; do
 		load "$server" "$round" "127.0.0.1:$port" single -query "$QUERY" -c 64 -P 1
 		stop
 	done
-	port=$((port + 1))
-	start gateway-echo "127.0.0.1:$port"
-	load gateway "$round" "127.0.0.1:$port" body16m -query /echo/echo -body-file "$OUT/body16m" -body-format raw -c 1 -P 2
-	stop
+	for server in echo gateway-echo; do
+		port=$((port + 1))
+		start "$server" "127.0.0.1:$port"
+		load "${server%-echo}" "$round" "127.0.0.1:$port" body16m -query /echo/echo -body-file "$OUT/body16m" -body-format raw -c 1 -P 1
+		stop
+	done
 	round=$((round + 1))
 done
 

@@ -126,7 +126,7 @@ func run(dir string, w io.Writer) error {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| round | load | echo req/s | gateway req/s | ratio | echo CPU µs/req | gateway CPU µs/req | CPU ratio | disturbance | errors |")
 	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-	var rpsRatio, cpuRatio, body []float64
+	var rpsRatio, cpuRatio, body, bodyFloor []float64
 	for _, r := range rounds {
 		for _, load := range []string{"pipelined", "single"} {
 			e, okE := runs[runKey{r, "echo", load}]
@@ -147,6 +147,9 @@ func run(dir string, w io.Writer) error {
 		if b, ok := runs[runKey{r, "gateway", "body16m"}]; ok {
 			body = append(body, b.ReceivedBytesPerS/(1<<30))
 		}
+		if b, ok := runs[runKey{r, "echo", "body16m"}]; ok {
+			bodyFloor = append(bodyFloor, b.ReceivedBytesPerS/(1<<30))
+		}
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Disturbance is the CPU that neither the server nor repe-bench used during the run (other processes, steal);")
@@ -159,7 +162,8 @@ func run(dir string, w io.Writer) error {
 	fmt.Fprintln(w, "|---|---:|---:|---|")
 	target(w, "`-c 4 -P 32`: gateway req/s ÷ echo req/s", rpsRatio, "%.1f%%", 100, ">= 80%", func(v float64) bool { return v >= 0.80 })
 	target(w, "`-c 64 -P 1`: gateway CPU/request ÷ echo CPU/request", cpuRatio, "%.3f", 1, "<= 1.10", func(v float64) bool { return v <= 1.10 })
-	target(w, "16 MiB body through an echo plugin (`-c 1 -P 2`), GiB/s", body, "%.2f", 1, ">= 1", func(v float64) bool { return v >= 1 })
+	target(w, "16 MiB body through an echo plugin (`-c 1 -P 1`), GiB/s", body, "%.2f", 1, ">= 1", func(v float64) bool { return v >= 1 })
+	target(w, "(for reference) 16 MiB body through the echo floor, GiB/s", bodyFloor, "%.2f", 1, "", nil)
 	if g, ok := idle["gateway"]; ok {
 		target(w, fmt.Sprintf("%d idle connections, KiB of RSS each", g.Connections), []float64{g.KiBPerConn}, "%.2f", 1, "<= 8", func(v float64) bool { return v <= 8 })
 	}
@@ -203,7 +207,7 @@ func loadName(load string) string {
 	case "single":
 		return "`-c 64 -P 1`"
 	case "body16m":
-		return "16 MiB body, `-c 1 -P 2`"
+		return "16 MiB body, `-c 1 -P 1`"
 	}
 	return load
 }
@@ -215,7 +219,10 @@ func target(w io.Writer, name string, vals []float64, format string, scale float
 	}
 	m := median(vals)
 	met := "no"
-	if ok(m) {
+	switch {
+	case goal == "":
+		met = ""
+	case ok(m):
 		met = "yes"
 	}
 	fmt.Fprintf(w, "| %s | "+format+" (of %d) | %s | %s |\n", name, m*scale, len(vals), goal, met)
