@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
-	"github.com/repe-gw/repe-gw/internal/plugintest"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -26,15 +24,6 @@ import (
 // on the loopback interface, with the calculator and the gateway's test
 // plugin compiled from C for the test. The gateway answers each
 // connection's requests one after another, in order, as Glaze's server does.
-
-// gwtest builds the gateway's test plugin serving root: root+"/echo" returns
-// any body with its body format, root+"/sleep" takes 200 ms, root+"/ping"
-// returns an empty body, and any other path is ec 6.
-func gwtest(tb testing.TB, root string) string {
-	tb.Helper()
-	return plugintest.Build(tb, plugintest.RepoPath("gateway/testdata/gwtest.c"),
-		`-DGW_NAME="`+strings.TrimPrefix(root, "/")+`"`, `-DGW_ROOT="`+root+`"`)
-}
 
 // serve starts a gateway with the plugins at paths and returns its address.
 func serve(tb testing.TB, cfg gateway.Config, paths ...string) string {
@@ -69,7 +58,7 @@ func (b *logBuffer) logger() *slog.Logger {
 const discarded = `msg="client: discarding a reply that matches no call"`
 
 func TestGatewayCalls(t *testing.T) {
-	addr := serve(t, gateway.Config{}, gatewaytest.Calculator(t), gwtest(t, "/x"))
+	addr := serve(t, gateway.Config{}, gatewaytest.Calculator(t), gatewaytest.TestPlugin(t, "/x"))
 	c := dial(t, addr, &Config{Conns: 1})
 	tests := []struct {
 		name  string
@@ -107,7 +96,7 @@ func TestGatewayCalls(t *testing.T) {
 }
 
 func TestGatewayErrors(t *testing.T) {
-	addr := serve(t, gateway.Config{}, gatewaytest.Calculator(t), gwtest(t, "/x"))
+	addr := serve(t, gateway.Config{}, gatewaytest.Calculator(t), gatewaytest.TestPlugin(t, "/x"))
 	c := dial(t, addr, nil)
 	tests := []struct {
 		name  string
@@ -164,7 +153,7 @@ func TestGatewayErrors(t *testing.T) {
 // no plugin owns.
 func TestGatewayNotify(t *testing.T) {
 	var log logBuffer
-	addr := serve(t, gateway.Config{}, gatewaytest.Calculator(t), gwtest(t, "/x"))
+	addr := serve(t, gateway.Config{}, gatewaytest.Calculator(t), gatewaytest.TestPlugin(t, "/x"))
 	c := dial(t, addr, &Config{Conns: 1, Logger: log.logger()})
 	ctx := ctxTimeout(t, gatewaytest.Timeout)
 
@@ -192,7 +181,7 @@ func TestGatewayNotify(t *testing.T) {
 // its own reply.
 func TestGatewayTimeout(t *testing.T) {
 	var log logBuffer
-	addr := serve(t, gateway.Config{}, gwtest(t, "/slow"))
+	addr := serve(t, gateway.Config{}, gatewaytest.TestPlugin(t, "/slow"))
 	c := dial(t, addr, &Config{Conns: 1, Logger: log.logger()})
 	cn := c.slots[0].conn.Load()
 
@@ -237,7 +226,7 @@ func TestGatewayTimeout(t *testing.T) {
 // slow calls hold up everything behind them on their connection; the
 // calculator counts the increments, which must each run once.
 func TestGatewayManyGoroutines(t *testing.T) {
-	addr := serve(t, gateway.Config{}, gatewaytest.Calculator(t), gwtest(t, "/x"))
+	addr := serve(t, gateway.Config{}, gatewaytest.Calculator(t), gatewaytest.TestPlugin(t, "/x"))
 	for _, conns := range []int{1, 3} {
 		t.Run("conns="+strconv.Itoa(conns), func(t *testing.T) {
 			c := dial(t, addr, &Config{Conns: conns})
@@ -325,7 +314,7 @@ func callOne(ctx context.Context, c *Client, g, i int, increments *atomic.Int64)
 // TestGatewayLargeBody sends a 16 MiB body through the test plugin's echo
 // and back.
 func TestGatewayLargeBody(t *testing.T) {
-	addr := serve(t, gateway.Config{}, gwtest(t, "/x"))
+	addr := serve(t, gateway.Config{}, gatewaytest.TestPlugin(t, "/x"))
 	c := dial(t, addr, &Config{Conns: 1})
 	body := make([]byte, 16<<20)
 	rng := rand.NewChaCha8([32]byte{5})
@@ -346,7 +335,7 @@ func TestGatewayLargeBody(t *testing.T) {
 // one on the same address: while it is down, calls fail with ec 9; once it
 // is back, every slot of the pool dials again and calls succeed.
 func TestGatewayRestart(t *testing.T) {
-	srv, host := gatewaytest.Serve(t, gateway.Config{}, gwtest(t, "/x"))
+	srv, host := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.TestPlugin(t, "/x"))
 	addr := srv.Addr().String()
 	c := dial(t, addr, &Config{Conns: 2})
 	echo := func(body string) error {
@@ -374,7 +363,7 @@ func TestGatewayRestart(t *testing.T) {
 		assert.ErrorContains(t, err, "connection refused")
 	}
 
-	serve(t, gateway.Config{Addr: addr}, gwtest(t, "/x"))
+	serve(t, gateway.Config{Addr: addr}, gatewaytest.TestPlugin(t, "/x"))
 	for i := range 4 {
 		require.NoError(t, echo(strconv.Itoa(i)))
 	}
@@ -387,7 +376,7 @@ func TestGatewayRestart(t *testing.T) {
 // limit but not the client's: the gateway answers ec 2 and closes the
 // connection, and the next call dials again.
 func TestGatewayClosesConnection(t *testing.T) {
-	addr := serve(t, gateway.Config{MaxMessageSize: 1024}, gwtest(t, "/x"))
+	addr := serve(t, gateway.Config{MaxMessageSize: 1024}, gatewaytest.TestPlugin(t, "/x"))
 	c := dial(t, addr, &Config{Conns: 1})
 	first := c.slots[0].conn.Load()
 

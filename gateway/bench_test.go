@@ -100,7 +100,7 @@ func (p *pipeliner) round(tb testing.TB, rounds int) {
 // BenchmarkLargeBody sends a 16 MiB body through the echo test plugin and
 // reads it back; MB/s counts the body once.
 func BenchmarkLargeBody(b *testing.B) {
-	srv, _ := gatewaytest.Serve(b, gateway.Config{}, gwPlugin(b, "echo", "/gw"))
+	srv, _ := gatewaytest.Serve(b, gateway.Config{}, gatewaytest.TestPlugin(b, "/gw"))
 	body := make([]byte, 16<<20)
 	for i := range body {
 		body[i] = byte(i)

@@ -18,17 +18,8 @@ import (
 
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
-	"github.com/repe-gw/repe-gw/internal/plugintest"
 	"github.com/repe-gw/repe-gw/repe"
 )
-
-// gwPlugin builds the gateway's test plugin serving root; extra flags
-// follow (such as -DGW_LOG).
-func gwPlugin(t testing.TB, name, root string, cflags ...string) string {
-	t.Helper()
-	flags := append([]string{fmt.Sprintf(`-DGW_NAME="%s"`, name), fmt.Sprintf(`-DGW_ROOT="%s"`, root)}, cflags...)
-	return plugintest.Build(t, "testdata/gwtest.c", flags...)
-}
 
 // assertReply checks a reply's id, ec and body, and that it is laid out as
 // Glaze's response builder lays replies out.
@@ -104,7 +95,7 @@ func TestRequestOneByteAtATime(t *testing.T) {
 }
 
 func TestConcurrentConnections(t *testing.T) {
-	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t), gwPlugin(t, "echo", "/gw"))
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t), gatewaytest.TestPlugin(t, "/gw"))
 	const conns, perConn = 50, 200
 	var wg sync.WaitGroup
 	for i := range conns {
@@ -129,7 +120,7 @@ func TestConcurrentConnections(t *testing.T) {
 // within a few milliseconds.
 func TestSlowPluginDoesNotStall(t *testing.T) {
 	srv, _ := gatewaytest.Serve(t, gateway.Config{EventLoops: 2, PluginConcurrency: 8},
-		gatewaytest.Calculator(t), gwPlugin(t, "slow", "/slow"))
+		gatewaytest.Calculator(t), gatewaytest.TestPlugin(t, "/slow"))
 
 	// Warm the calculator up so that its calls run on the event loops:
 	// that is where a stall would hurt.
@@ -180,7 +171,7 @@ func TestSlowPluginDoesNotStall(t *testing.T) {
 }
 
 func TestNotifyGetsNoReply(t *testing.T) {
-	srv, host := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t), gwPlugin(t, "gw", "/gw"))
+	srv, host := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t), gatewaytest.TestPlugin(t, "/gw"))
 	c := gatewaytest.Dial(t, srv.Addr())
 	c.Send(gatewaytest.Notify("/calculator/set_value", "5"))
 	c.Send(gatewaytest.Notify("/nothing", ""))         // no plugin: still silent
@@ -344,7 +335,7 @@ func TestMaxConns(t *testing.T) {
 }
 
 func TestLargeBodyPassesThrough(t *testing.T) {
-	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gwPlugin(t, "echo", "/gw"))
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.TestPlugin(t, "/gw"))
 	c := gatewaytest.Dial(t, srv.Addr())
 	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
 	req := repe.AppendMessage(nil, repe.Header{ID: 31, BodyFormat: repe.BodyRaw}, "/gw/echo", body)
@@ -357,7 +348,7 @@ func TestLargeBodyPassesThrough(t *testing.T) {
 // TestLargeFrames covers frames big enough to be read straight into a
 // worker's buffer while they arrive, and the ones the gateway answers itself.
 func TestLargeFrames(t *testing.T) {
-	srv, host := gatewaytest.Serve(t, gateway.Config{}, gwPlugin(t, "echo", "/gw"))
+	srv, host := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.TestPlugin(t, "/gw"))
 	body := bytes.Repeat([]byte{7}, 1<<20)
 	large := func(id uint64, query string) []byte {
 		return repe.AppendMessage(nil, repe.Header{ID: id, BodyFormat: repe.BodyRaw}, query, body)
@@ -405,7 +396,7 @@ func TestLargeFrames(t *testing.T) {
 // error for the first request dropped, then a close; nothing is lost
 // silently and memory stays bounded.
 func TestOverflowBehindSlowCall(t *testing.T) {
-	srv, _ := gatewaytest.Serve(t, gateway.Config{MaxMessageSize: 64 << 10}, gwPlugin(t, "slow", "/slow"))
+	srv, _ := gatewaytest.Serve(t, gateway.Config{MaxMessageSize: 64 << 10}, gatewaytest.TestPlugin(t, "/slow"))
 	c := gatewaytest.Dial(t, srv.Addr())
 	c.Send(gatewaytest.Request(1, "/slow/sleep", ""))
 	body := bytes.Repeat([]byte{'x'}, 32<<10)
@@ -427,7 +418,7 @@ func TestOverflowBehindSlowCall(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "events")
 	logFlag := fmt.Sprintf(`-DGW_LOG="%s"`, log)
-	srv, host := gatewaytest.Serve(t, gateway.Config{}, gwPlugin(t, "one", "/one", logFlag), gwPlugin(t, "two", "/two", logFlag))
+	srv, host := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.TestPlugin(t, "/one", logFlag), gatewaytest.TestPlugin(t, "/two", logFlag))
 	c := gatewaytest.Dial(t, srv.Addr())
 	c.Send(gatewaytest.Request(1, "/one/sleep", ""))
 	time.Sleep(50 * time.Millisecond) // the call is running

@@ -15,7 +15,6 @@ import (
 
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
-	"github.com/repe-gw/repe-gw/internal/plugintest"
 )
 
 // The tests in this file run repe against the real gateway over TCP, with
@@ -45,20 +44,11 @@ func repeBinary(t *testing.T) string {
 	return path
 }
 
-// gwtest builds the gateway's test plugin serving root: root+"/echo"
-// returns any body with the request's body format, root+"/sleep" takes
-// 200 ms, and other paths under root are ec 6.
-func gwtest(t *testing.T, root string) string {
-	t.Helper()
-	return plugintest.Build(t, plugintest.RepoPath("gateway/testdata/gwtest.c"),
-		`-DGW_NAME="`+strings.TrimPrefix(root, "/")+`"`, `-DGW_ROOT="`+root+`"`)
-}
-
 // serveGateway serves the calculator at /calculator and gwtest at /x and
 // /slow, and returns the address.
 func serveGateway(t *testing.T) string {
 	t.Helper()
-	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t), gwtest(t, "/x"), gwtest(t, "/slow"))
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t), gatewaytest.TestPlugin(t, "/x"), gatewaytest.TestPlugin(t, "/slow"))
 	return srv.Addr().String()
 }
 

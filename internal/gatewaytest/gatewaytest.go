@@ -6,10 +6,12 @@ package gatewaytest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +29,20 @@ const Timeout = 10 * time.Second
 func Calculator(tb testing.TB) string {
 	tb.Helper()
 	return plugintest.Build(tb, plugintest.RepoPath("plugins/calculator/calculator.c"))
+}
+
+// TestPlugin builds the gateway's test plugin (gateway/testdata/gwtest.c)
+// serving root, named after it: root+"/ping" answers an empty body at once,
+// root+"/echo" returns any body with the request's body format,
+// root+"/sleep" takes 200 ms, root+"/notify" answers even a notify, and any
+// other path is ec 6. Extra cflags follow (such as -DGW_LOG="file").
+func TestPlugin(tb testing.TB, root string, cflags ...string) string {
+	tb.Helper()
+	flags := append([]string{
+		fmt.Sprintf("-DGW_NAME=%q", strings.TrimPrefix(root, "/")),
+		fmt.Sprintf("-DGW_ROOT=%q", root),
+	}, cflags...)
+	return plugintest.Build(tb, plugintest.RepoPath("gateway/testdata/gwtest.c"), flags...)
 }
 
 // Serve loads the plugins at paths and serves them on 127.0.0.1 with cfg
