@@ -176,7 +176,9 @@ loop:
 			break loop
 		}
 	}
-	endRun(nanotime())
+	if run != nil {
+		endRun(nanotime())
+	}
 	if done > 0 {
 		_, _ = gc.Discard(done)
 	}
