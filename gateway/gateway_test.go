@@ -162,12 +162,35 @@ func TestSlowPluginDoesNotStall(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	for range slowConns {
-		// Three 200 ms calls in a row: the slow calls really ran, in
-		// parallel with each other and with the fast ones.
-		assert.GreaterOrEqual(t, <-slowDone, 600*time.Millisecond)
+		// Three 200 ms calls in a row on each connection, the connections
+		// in parallel (one after another would take 3.6 s).
+		took := <-slowDone
+		assert.GreaterOrEqual(t, took, 600*time.Millisecond)
+		assert.Less(t, took, 1500*time.Millisecond, "slow calls from different connections did not run in parallel")
 	}
 	t.Logf("slowest calculator reply while slow calls ran: %v", worst)
 	assert.Less(t, worst, 50*time.Millisecond, "a slow plugin stalled the gateway")
+}
+
+// TestPluginConcurrencyLimit: calls from different connections run in
+// parallel, but never more than PluginConcurrency at once into one plugin.
+func TestPluginConcurrencyLimit(t *testing.T) {
+	srv, _ := gatewaytest.Serve(t, gateway.Config{PluginConcurrency: 2}, gatewaytest.TestPlugin(t, "/slow"))
+	conns := make([]*gatewaytest.Conn, 4)
+	for i := range conns {
+		conns[i] = gatewaytest.Dial(t, srv.Addr())
+	}
+	start := time.Now()
+	for i, c := range conns {
+		c.Send(gatewaytest.Request(uint64(i), "/slow/sleep", ""))
+	}
+	for _, c := range conns {
+		c.Next()
+	}
+	// Four 200 ms calls, two at a time: two rounds.
+	took := time.Since(start)
+	assert.GreaterOrEqual(t, took, 400*time.Millisecond, "more than two calls ran at once")
+	assert.Less(t, took, 700*time.Millisecond, "fewer than two calls ran at once")
 }
 
 func TestNotifyGetsNoReply(t *testing.T) {
