@@ -7,9 +7,11 @@
 // # Framing
 //
 // Frames are parsed where gnet buffered them, without copying while they stay
-// on the event loop: the header is peeked first, so a large frame still
-// arriving is neither copied nor parsed again on every read, and a length
-// field over MaxMessageSize is refused before any of its body is buffered.
+// on the event loop: one Peek per read, one Split per frame, one Discard per
+// batch. A length field over MaxMessageSize is refused before any of its
+// body is buffered. A large frame still arriving is looked at by its header
+// alone and, once its query names a plugin, read from the socket straight
+// into the buffer that carries it to a worker.
 // Partial frames, frames split at any byte and many frames in one read all
 // work. Frames the gateway cannot accept are answered as Glaze's validator
 // answers them (REPE.md §2.2); where the stream can no longer be framed (bad
@@ -32,7 +34,11 @@
 // the event loop that read them (no hand-off at all); calls to a plugin that
 // is slow, or not yet proven, are copied out of gnet's buffer and run on
 // worker goroutines, at most PluginConcurrency at once per plugin, while the
-// event loop serves other connections. See lane for the policy.
+// event loop serves other connections. See lane for the policy. While a
+// connection's request runs on a worker, what it sends meanwhile is
+// buffered, up to twice MaxMessageSize; past that it is dropped, the running
+// request is answered, the first dropped one gets an error and the
+// connection closes.
 //
 // # Limits and shutdown
 //

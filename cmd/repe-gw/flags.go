@@ -29,6 +29,7 @@ type options struct {
 	readTimeout       time.Duration
 	shutdownTimeout   time.Duration
 	pluginConcurrency int
+	inlineBudget      time.Duration
 	logLevel          slog.Level
 	logFormat         string
 	version           bool
@@ -56,6 +57,7 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	fs.DurationVar(&o.readTimeout, "read-timeout", gateway.DefaultReadTimeout, "close a connection stalled inside a frame for `DURATION` (0: never)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGINT/SIGTERM, wait at most `DURATION` for requests in flight")
 	fs.IntVar(&o.pluginConcurrency, "plugin-concurrency", 0, "run at most `N` calls into one plugin at once (default GOMAXPROCS)")
+	fs.DurationVar(&o.inlineBudget, "inline-budget", gateway.DefaultInlineBudget, "run a plugin's calls on the event loop while they average under `DURATION`; negative: never")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `LEVEL`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT`: text or json")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
@@ -81,6 +83,8 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 		return nil, errors.New("-read-timeout must not be negative")
 	case o.shutdownTimeout <= 0:
 		return nil, errors.New("-shutdown-timeout must be positive")
+	case o.inlineBudget == 0:
+		return nil, errors.New("-inline-budget must not be 0: negative keeps every call off the event loop")
 	case o.pluginConcurrency < 0:
 		return nil, errors.New("-plugin-concurrency must not be negative")
 	}
@@ -99,6 +103,7 @@ func (o *options) gateway(log *slog.Logger) gateway.Config {
 		MaxConns:          o.maxConns,
 		ReadTimeout:       rt,
 		PluginConcurrency: o.pluginConcurrency,
+		InlineBudget:      o.inlineBudget,
 		Logger:            log,
 	}
 }

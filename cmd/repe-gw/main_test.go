@@ -207,6 +207,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{"size below header", []string{"--max-message-size", "10"}, exitUsage, `^repe-gw: -max-message-size must be at least 48 bytes`},
 		{"bad duration", []string{"--read-timeout", "soon"}, exitUsage, `^repe-gw: invalid value "soon" for flag -read-timeout`},
 		{"bad log format", []string{"--log-format", "xml"}, exitUsage, `^repe-gw: -log-format must be text or json, not "xml"`},
+		{"zero inline budget", []string{"--inline-budget", "0"}, exitUsage, `^repe-gw: -inline-budget must not be 0`},
 		{"stray argument", []string{"plugins"}, exitUsage, `^repe-gw: unexpected argument "plugins"`},
 		{"missing plugin dir", []string{"--plugins", filepath.Join(t.TempDir(), "none")}, exitFailure, `^repe-gw: .*none.*no such file or directory$`},
 		{"port in use", []string{"--addr", busy.Addr().String()}, exitFailure, `^repe-gw: .*` + regexp.QuoteMeta(busy.Addr().String()) + `.*address already in use$`},
@@ -233,7 +234,7 @@ func TestHelpAndVersion(t *testing.T) {
 	bin := buildGateway(t)
 	out, err := exec.Command(bin, "-h").Output()
 	require.NoError(t, err)
-	for _, flag := range []string{"-plugins", "-plugin", "-addr", "-max-message-size", "-max-conns", "-read-timeout", "-shutdown-timeout", "-log-level", "-log-format", "-version"} {
+	for _, flag := range []string{"-plugins", "-plugin", "-addr", "-max-message-size", "-max-conns", "-read-timeout", "-shutdown-timeout", "-plugin-concurrency", "-inline-budget", "-log-level", "-log-format", "-version"} {
 		assert.Regexp(t, `(?m)^  `+flag+`( |$)`, string(out))
 	}
 	out, err = exec.Command(bin, "--version").Output()
