@@ -190,10 +190,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// loopOf returns the state of gnet's event loop el.
-func (s *Server) loopOf(el gnet.EventLoop) *loop {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// loopLocked returns the state of gnet's event loop el; s.mu is held.
+func (s *Server) loopLocked(el gnet.EventLoop) *loop {
 	l := s.loops[el]
 	if l == nil {
 		l = new(loop)
@@ -286,10 +284,11 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if s.draining.Load() {
 		return nil, gnet.Close
 	}
-	cs := &conn{srv: s, gc: gc, loop: s.loopOf(gc.EventLoop())}
+	cs := &conn{srv: s, gc: gc}
 	s.mu.Lock()
 	full := len(s.conns) >= s.cfg.MaxConns
 	if !full {
+		cs.loop = s.loopLocked(gc.EventLoop())
 		s.conns[cs] = struct{}{}
 	}
 	s.mu.Unlock()
