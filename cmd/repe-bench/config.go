@@ -46,6 +46,7 @@ type config struct {
 	progress    bool
 	progressSet bool
 	cpuProfile  string
+	version     bool
 
 	// What to send: either one request built from query and body, or the
 	// frames of a replay directory.
@@ -55,19 +56,71 @@ type config struct {
 	replayDir  string
 }
 
+// usage is the help text of -h. It is written by hand rather than by
+// flag.PrintDefaults, so that it groups the flags by purpose, spells them
+// the way the documentation does and names what each value is.
+const usage = `Usage: repe-bench --query PATH [flags]
+       repe-bench --replay DIR [flags]
+
+Loads a REPE server with pipelined requests and reports requests/s, latency
+percentiles, errors and CPU time per request. Every reply is checked: its id
+must match a request in flight and its ec must be --expect-ec.
+
+What to send:
+  --query PATH          the requests' query (JSON pointer), e.g. /calculator/get_value
+  --body JSON           the request body, inline
+  --body-file FILE      the request body, read from FILE (- for standard input)
+  --body-format FORMAT  json, beve, raw, utf8 or a number (default json;
+                        raw when there is no body)
+  --notify-ratio RATIO  send this fraction of requests, 0 to 1, as notifies
+                        (default 0)
+  --replay DIR          send the *.req.repe frames of DIR in turn, ids
+                        rewritten, instead of --query and --body
+
+How much:
+  -c N                  connections (default 1)
+  -P N                  requests in flight on each connection (default 1)
+  -n N                  requests to measure, notifies included (default
+                        100000, or no limit when -z is given)
+  -z DURATION           measure for DURATION, e.g. 5s (with -n: whichever
+                        ends first)
+  -q RATE               send at most RATE requests/s over all connections
+                        (default: no limit)
+  --warmup DURATION     send for DURATION before measuring (default 0s)
+
+Checks:
+  --expect-ec EC        the ec every reply must carry: a number, a Glaze name
+                        such as method_not_found, or any (default 0)
+  --timeout DURATION    fail a connection whose oldest request waits longer
+                        (default 10s)
+  --max-reply BYTES     the largest reply accepted (default 1073741824: 1 GiB)
+
+Server and output:
+  --addr HOST:PORT      the server (default $REPE_ADDR, else 127.0.0.1:5099)
+  --allow-remote        allow an address that is not loopback
+  --server-pid PID      also report the CPU time per request of process PID,
+                        the server, from /proc/PID/stat
+  --format FORMAT       the summary as text or json (default text)
+  --progress            print progress once a second (default: when standard
+                        output is a terminal)
+  --cpuprofile FILE     write a CPU profile of repe-bench itself to FILE, to
+                        check that it is not the bottleneck
+  --version             print the version and exit
+  -h, --help            print this help and exit
+
+Exit status: 0 when every request succeeded, 1 when any failed or the run
+could not start, 2 for bad usage.
+`
+
 // parseFlags reads the command line. getenv supplies REPE_ADDR, the default
-// address; stdin is read for -body-file -.
-func parseFlags(args []string, getenv func(string) string, stdin io.Reader, stderr io.Writer) (*config, error) {
+// address; stdin is read for --body-file -. It prints nothing: -h returns
+// flag.ErrHelp, for the caller to print usage, and any other mistake an
+// error for the caller to report in one line.
+func parseFlags(args []string, getenv func(string) string, stdin io.Reader) (*config, error) {
 	cfg := &config{}
 	fs := flag.NewFlagSet("repe-bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: repe-bench [flags]\n\n"+
-			"Load a REPE server with pipelined requests and report requests/s, latency\n"+
-			"percentiles and errors. Every reply is checked: its id must match a request\n"+
-			"and its ec must be -expect-ec.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 
 	addr := defaultAddr
 	if env := getenv("REPE_ADDR"); env != "" {
@@ -76,27 +129,29 @@ func parseFlags(args []string, getenv func(string) string, stdin io.Reader, stde
 	var (
 		bodyInline, bodyFile, bodyFormat, expectEC string
 	)
-	fs.StringVar(&cfg.addr, "addr", addr, "server address host:port (default from REPE_ADDR when set)")
+	// The texts below are for completeness only: usage is what -h prints.
+	fs.StringVar(&cfg.addr, "addr", addr, "the server")
 	fs.BoolVar(&cfg.allowRemote, "allow-remote", false, "allow an address that is not loopback")
 	fs.IntVar(&cfg.conns, "c", 1, "connections")
-	fs.IntVar(&cfg.pipeline, "P", 1, "requests in flight per connection (pipelining)")
-	fs.Int64Var(&cfg.requests, "n", 0, "requests to measure, notifies included (default 100000 unless -z is set)")
-	fs.DurationVar(&cfg.duration, "z", 0, "measure for this long (with -n: whichever ends first)")
-	fs.Float64Var(&cfg.rate, "q", 0, "rate limit in requests/s over all connections (0: unlimited)")
-	fs.DurationVar(&cfg.warmup, "warmup", 0, "send requests for this long before measuring")
-	fs.DurationVar(&cfg.timeout, "timeout", defaultTimeout, "longest wait for a reply; a connection whose oldest request waits longer fails")
-	fs.StringVar(&cfg.query, "query", "", "query (JSON pointer), e.g. /calculator/get_value")
+	fs.IntVar(&cfg.pipeline, "P", 1, "requests in flight on each connection")
+	fs.Int64Var(&cfg.requests, "n", 0, "requests to measure")
+	fs.DurationVar(&cfg.duration, "z", 0, "measure for this long")
+	fs.Float64Var(&cfg.rate, "q", 0, "requests/s over all connections")
+	fs.DurationVar(&cfg.warmup, "warmup", 0, "send for this long before measuring")
+	fs.DurationVar(&cfg.timeout, "timeout", defaultTimeout, "longest wait for a reply")
+	fs.StringVar(&cfg.query, "query", "", "query (JSON pointer)")
 	fs.StringVar(&bodyInline, "body", "", "request body, inline")
-	fs.StringVar(&bodyFile, "body-file", "", "read the request body from `FILE` (- for stdin)")
-	fs.StringVar(&bodyFormat, "body-format", "json", "body format: json, beve, raw, utf8 or a number (set only when there is a body)")
-	fs.Float64Var(&cfg.notifyRatio, "notify-ratio", 0, "fraction of requests sent as notify (no reply expected)")
-	fs.StringVar(&cfg.replayDir, "replay", "", "send the *.req.repe frames of `DIR` round-robin, with ids rewritten")
-	fs.StringVar(&expectEC, "expect-ec", "0", "ec every reply must carry: a number, a Glaze name, or any")
-	fs.Uint64Var(&cfg.maxReply, "max-reply", defaultMaxReply, "largest reply frame accepted, in bytes")
-	fs.IntVar(&cfg.serverPID, "server-pid", 0, "report this process's CPU time per request, from /proc/PID/stat")
-	fs.StringVar(&cfg.format, "format", "text", "summary format: text or json")
-	fs.BoolVar(&cfg.progress, "progress", false, "show progress once per second (default: when stdout is a terminal)")
-	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the tool itself to `FILE`, to check it is not the bottleneck")
+	fs.StringVar(&bodyFile, "body-file", "", "request body file")
+	fs.StringVar(&bodyFormat, "body-format", "json", "body format")
+	fs.Float64Var(&cfg.notifyRatio, "notify-ratio", 0, "fraction of requests sent as notifies")
+	fs.StringVar(&cfg.replayDir, "replay", "", "directory of frames to replay")
+	fs.StringVar(&expectEC, "expect-ec", "0", "ec every reply must carry")
+	fs.Uint64Var(&cfg.maxReply, "max-reply", defaultMaxReply, "largest reply accepted")
+	fs.IntVar(&cfg.serverPID, "server-pid", 0, "the server's process id")
+	fs.StringVar(&cfg.format, "format", "text", "summary format")
+	fs.BoolVar(&cfg.progress, "progress", false, "print progress")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "CPU profile file")
+	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -107,6 +162,9 @@ func parseFlags(args []string, getenv func(string) string, stdin io.Reader, stde
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	cfg.progressSet = set["progress"]
+	if cfg.version {
+		return cfg, nil
+	}
 
 	switch {
 	case cfg.conns < 1 || cfg.conns > maxConns:
@@ -116,19 +174,19 @@ func parseFlags(args []string, getenv func(string) string, stdin io.Reader, stde
 	case cfg.requests < 0:
 		return nil, fmt.Errorf("-n %d: want a positive count", cfg.requests)
 	case cfg.duration < 0 || cfg.warmup < 0:
-		return nil, errors.New("-z and -warmup must not be negative")
+		return nil, errors.New("-z and --warmup must not be negative")
 	case cfg.timeout <= 0:
-		return nil, fmt.Errorf("-timeout %v: want a positive duration", cfg.timeout)
+		return nil, fmt.Errorf("--timeout %v: want a positive duration", cfg.timeout)
 	case cfg.rate < 0:
 		return nil, fmt.Errorf("-q %v: want a positive rate or 0", cfg.rate)
 	case !(cfg.notifyRatio >= 0 && cfg.notifyRatio <= 1):
-		return nil, fmt.Errorf("-notify-ratio %v: want 0 to 1", cfg.notifyRatio)
+		return nil, fmt.Errorf("--notify-ratio %v: want 0 to 1", cfg.notifyRatio)
 	case cfg.maxReply < repe.HeaderSize:
-		return nil, fmt.Errorf("-max-reply %d: want at least %d", cfg.maxReply, repe.HeaderSize)
+		return nil, fmt.Errorf("--max-reply %d: want at least %d", cfg.maxReply, repe.HeaderSize)
 	case cfg.serverPID < 0:
-		return nil, fmt.Errorf("-server-pid %d: want a process id", cfg.serverPID)
+		return nil, fmt.Errorf("--server-pid %d: want a process id", cfg.serverPID)
 	case cfg.format != "text" && cfg.format != "json":
-		return nil, fmt.Errorf("-format %q: want text or json", cfg.format)
+		return nil, fmt.Errorf("--format %q: want text or json", cfg.format)
 	}
 	if cfg.requests == 0 && cfg.duration == 0 {
 		cfg.requests = defaultRequests
@@ -143,15 +201,15 @@ func parseFlags(args []string, getenv func(string) string, stdin io.Reader, stde
 	}
 	if cfg.replayDir != "" {
 		if set["query"] || set["body"] || set["body-file"] || set["body-format"] {
-			return nil, errors.New("-replay sends recorded frames: it excludes -query, -body, -body-file and -body-format")
+			return nil, errors.New("--replay sends recorded frames: it excludes --query, --body, --body-file and --body-format")
 		}
 		return cfg, nil
 	}
 	if cfg.query == "" {
-		return nil, errors.New("-query is required (or -replay DIR)")
+		return nil, errors.New("--query PATH is required (or --replay DIR); see repe-bench -h")
 	}
 	if set["body"] && set["body-file"] {
-		return nil, errors.New("-body and -body-file exclude each other")
+		return nil, errors.New("--body and --body-file exclude each other")
 	}
 	cfg.body = []byte(bodyInline)
 	if bodyFile != "" {
@@ -166,7 +224,7 @@ func parseFlags(args []string, getenv func(string) string, stdin io.Reader, stde
 	return cfg, nil
 }
 
-// parseEC reads -expect-ec: "any", a number, or one of Glaze's names.
+// parseEC reads --expect-ec: "any", a number, or one of Glaze's names.
 func parseEC(s string) (ec repe.ErrorCode, anyEC bool, err error) {
 	if s == "any" {
 		return 0, true, nil
@@ -180,10 +238,10 @@ func parseEC(s string) (ec repe.ErrorCode, anyEC bool, err error) {
 			return c, false, nil
 		}
 	}
-	return 0, false, fmt.Errorf("-expect-ec %q: want a number, a Glaze error name or any", s)
+	return 0, false, fmt.Errorf("--expect-ec %q: want a number, a Glaze error name or any", s)
 }
 
-// parseBodyFormat reads -body-format: a name or a number.
+// parseBodyFormat reads --body-format: a name or a number.
 func parseBodyFormat(s string) (repe.BodyFormat, error) {
 	for _, f := range []repe.BodyFormat{repe.BodyRaw, repe.BodyBEVE, repe.BodyJSON, repe.BodyUTF8} {
 		if strings.EqualFold(s, f.String()) {
@@ -193,7 +251,7 @@ func parseBodyFormat(s string) (repe.BodyFormat, error) {
 	if n, err := strconv.ParseUint(s, 10, 16); err == nil {
 		return repe.BodyFormat(n), nil
 	}
-	return 0, fmt.Errorf("-body-format %q: want json, beve, raw, utf8 or a number", s)
+	return 0, fmt.Errorf("--body-format %q: want json, beve, raw, utf8 or a number", s)
 }
 
 // checkLoopback refuses an address that does not resolve to loopback only:
@@ -201,18 +259,18 @@ func parseBodyFormat(s string) (repe.BodyFormat, error) {
 func checkLoopback(ctx context.Context, addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("-addr %q: %w", addr, err)
+		return fmt.Errorf("--addr %q: %w", addr, err)
 	}
 	if host == "" {
-		return fmt.Errorf("-addr %q: name the host, e.g. 127.0.0.1", addr)
+		return fmt.Errorf("--addr %q: name the host, e.g. 127.0.0.1", addr)
 	}
 	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
 	if err != nil {
-		return fmt.Errorf("-addr %q: %w", addr, err)
+		return fmt.Errorf("--addr %q: %w", addr, err)
 	}
 	for _, ip := range ips {
 		if !ip.IP.IsLoopback() {
-			return fmt.Errorf("-addr %q is not loopback (%v): pass -allow-remote to load it anyway", addr, ip.IP)
+			return fmt.Errorf("--addr %q is not loopback (%v): pass --allow-remote to load it anyway", addr, ip.IP)
 		}
 	}
 	return nil

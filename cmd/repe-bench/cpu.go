@@ -20,7 +20,7 @@ const userHZ = 100
 func procCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("-server-pid: %w", err)
+		return 0, fmt.Errorf("--server-pid: %w", err)
 	}
 	return parseProcStat(b)
 }
@@ -31,17 +31,17 @@ func procCPU(pid int) (time.Duration, error) {
 func parseProcStat(b []byte) (time.Duration, error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("-server-pid: unexpected /proc stat %q", b)
+		return 0, fmt.Errorf("--server-pid: unexpected /proc stat %q", b)
 	}
 	// After ") " come field 3 (state) and on: utime is field 14, stime 15.
 	f := bytes.Fields(b[i+1:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("-server-pid: unexpected /proc stat %q", b)
+		return 0, fmt.Errorf("--server-pid: unexpected /proc stat %q", b)
 	}
 	utime, err1 := strconv.ParseUint(string(f[11]), 10, 64)
 	stime, err2 := strconv.ParseUint(string(f[12]), 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("-server-pid: unexpected /proc stat %q", b)
+		return 0, fmt.Errorf("--server-pid: unexpected /proc stat %q", b)
 	}
 	return time.Duration(utime+stime) * (time.Second / userHZ), nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/repe-gw/repe-gw/internal/version"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -166,10 +167,18 @@ func TestDuration(t *testing.T) {
 	assert.Zero(t, s.Errors)
 	assert.InDelta(t, 0.3, s.DurationS, 0.1)
 	require.NotNil(t, s.ServerCPUUSPerRequest, s.ServerCPUError)
-	assert.GreaterOrEqual(t, *s.ServerCPUUSPerRequest, 0.0)
+	// The echo floor answered every request of the window, so it used
+	// CPU time: more than /proc's 10 ms tick over 300 ms of load.
+	assert.Positive(t, *s.ServerCPUUSPerRequest)
+	require.NotNil(t, s.ServerCPUBusy)
+	assert.Positive(t, *s.ServerCPUBusy)
 	assert.Positive(t, s.ClientCPUUSPerRequest)
+	// Busy fractions are of one CPU: no process here can use more CPUs
+	// than the machine has.
+	assert.LessOrEqual(t, *s.ServerCPUBusy, float64(runtime.NumCPU())+0.1)
+	assert.LessOrEqual(t, s.ClientCPUBusy, float64(runtime.NumCPU())+0.1)
 	require.NotNil(t, s.OtherCPUBusy)
-	assert.GreaterOrEqual(t, *s.OtherCPUBusy, 0.0)
+	assert.LessOrEqual(t, *s.OtherCPUBusy, float64(runtime.NumCPU())+0.1)
 }
 
 func TestWarmupThenCount(t *testing.T) {
@@ -293,7 +302,7 @@ func TestBadFlags(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no query", nil, 2, "-query is required"},
+		{"no query", nil, 2, "--query PATH is required"},
 		{"no connections", []string{"-query", "/q", "-c", "0"}, 2, "-c 0"},
 		{"no pipeline", []string{"-query", "/q", "-P", "0"}, 2, "-P 0"},
 		{"notify ratio", []string{"-query", "/q", "-notify-ratio", "1.5"}, 2, "-notify-ratio"},
@@ -314,9 +323,59 @@ func TestBadFlags(t *testing.T) {
 			r := runBench(t, nil, tt.args...)
 			assert.Equal(t, tt.code, r.code)
 			assert.Contains(t, r.stderr, tt.want)
+			assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
 			assert.Empty(t, r.stdout)
 		})
 	}
+}
+
+// TestUsage: -h prints the help on standard output and succeeds; a flag
+// that does not exist is one line on standard error, without the help.
+func TestUsage(t *testing.T) {
+	noenv := func(string) string { return "" }
+	for _, arg := range []string{"-h", "--help"} {
+		var out, errb bytes.Buffer
+		assert.Equal(t, 0, run(context.Background(), []string{arg}, noenv, nil, &out, &errb))
+		assert.Equal(t, usage, out.String())
+		assert.Empty(t, errb.String())
+	}
+
+	var out, errb bytes.Buffer
+	assert.Equal(t, 2, run(context.Background(), []string{"--bogus"}, noenv, nil, &out, &errb))
+	assert.Equal(t, "repe-bench: flag provided but not defined: -bogus\n", errb.String())
+	assert.Empty(t, out.String())
+}
+
+// TestUsageListsEveryFlag keeps the hand-written help in step with the flags
+// parseFlags defines: each is listed, spelled as the documentation spells
+// it (one dash for one letter, two for words).
+func TestUsageListsEveryFlag(t *testing.T) {
+	names := []string{"addr", "allow-remote", "c", "P", "n", "z", "q", "warmup", "timeout", "query", "body",
+		"body-file", "body-format", "notify-ratio", "replay", "expect-ec", "max-reply", "server-pid",
+		"format", "progress", "cpuprofile", "version"}
+	for _, name := range names {
+		// Every listed name is a flag: -h is the only other argument accepted.
+		_, err := parseFlags([]string{"-" + name + "=x"}, func(string) string { return "" }, nil)
+		if err != nil {
+			assert.NotContains(t, err.Error(), "not defined", name)
+		}
+		spelled := "--" + name
+		if len(name) == 1 {
+			spelled = "-" + name
+		}
+		assert.Contains(t, usage, "\n  "+spelled+" ", name)
+	}
+	assert.Equal(t, len(names), strings.Count(usage, "\n  -")-1, "flags in usage; -h is the extra one")
+}
+
+// TestVersion prints the build's version, as internal/version reads it.
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"--version"}, func(string) string { return "" }, nil, &out, &errb)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "repe-bench "+version.String()+"\n", out.String())
+	assert.NotEqual(t, "repe-bench \n", out.String())
+	assert.Empty(t, errb.String())
 }
 
 func TestParseProcStat(t *testing.T) {
@@ -329,9 +388,15 @@ func TestParseProcStat(t *testing.T) {
 	_, err = parseProcStat([]byte("4242 (x) S 1 2"))
 	assert.Error(t, err)
 
-	self, err := procCPU(os.Getpid())
+	// /proc and getrusage see the same CPU time of this process, /proc in
+	// 10 ms ticks: burn some first, so that there is something to see.
+	for start := selfCPU(); selfCPU()-start < 50*time.Millisecond; {
+	}
+	fromRusage := selfCPU()
+	fromProc, err := procCPU(os.Getpid())
 	require.NoError(t, err)
-	assert.GreaterOrEqual(t, self, time.Duration(0))
+	assert.Positive(t, fromProc)
+	assert.InDelta(t, fromRusage.Seconds(), fromProc.Seconds(), 0.05)
 }
 
 func TestParseEC(t *testing.T) {

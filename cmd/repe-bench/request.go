@@ -43,14 +43,14 @@ func buildTemplates(cfg *config, warn io.Writer) ([]template, error) {
 func loadReplay(dir string, warn io.Writer) ([]template, error) {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.req.repe"))
 	if err != nil {
-		return nil, fmt.Errorf("-replay %s: %w", dir, err)
+		return nil, fmt.Errorf("--replay %s: %w", dir, err)
 	}
 	sort.Strings(paths)
 	var out []template
 	for _, p := range paths {
 		b, err := readLimited(p, nil)
 		if err != nil {
-			return nil, fmt.Errorf("-replay: %w", err)
+			return nil, fmt.Errorf("--replay: %w", err)
 		}
 		m, err := repe.Parse(b)
 		switch {
@@ -64,7 +64,7 @@ func loadReplay(dir string, warn io.Writer) ([]template, error) {
 		out = append(out, template{frame: b, notify: m.NotifyByte()})
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("-replay %s: no valid *.req.repe frame", dir)
+		return nil, fmt.Errorf("--replay %s: no valid *.req.repe frame", dir)
 	}
 	return out, nil
 }
