@@ -181,6 +181,30 @@ func TestDuration(t *testing.T) {
 	assert.LessOrEqual(t, *s.OtherCPUBusy, float64(runtime.NumCPU())+0.1)
 }
 
+// TestClientBound checks the flag on the summary and its note: a tool that
+// kept its CPU busy measures itself, not the server.
+func TestClientBound(t *testing.T) {
+	const window = time.Second
+	for _, tt := range []struct {
+		busy  float64
+		bound bool
+	}{{0.5, false}, {0.89, false}, {0.9, true}, {0.99, true}} {
+		t.Run(fmt.Sprint(tt.busy), func(t *testing.T) {
+			p := &plan{base: time.Now(), shards: []histShard{{h: newHistogram()}}}
+			c := &conn{}
+			c.r.st.replies, c.r.st.ok, c.r.st.last = 1000, 1000, int64(window)
+			before := cpuSample{self: time.Second}
+			after := cpuSample{self: time.Second + time.Duration(tt.busy*float64(window))}
+			s := summarize(&config{conns: 1, pipeline: 1}, p, []*conn{c}, before, after, false)
+			assert.InDelta(t, tt.busy, s.ClientCPUBusy, 1e-9)
+			assert.Equal(t, tt.bound, s.ClientBound)
+			var out strings.Builder
+			require.NoError(t, s.writeText(&out))
+			assert.Equal(t, tt.bound, strings.Contains(out.String(), "client-bound"), out.String())
+		})
+	}
+}
+
 func TestWarmupThenCount(t *testing.T) {
 	addr, _ := startEcho(t)
 	r := runBench(t, nil, "-addr", addr, "-query", "/q", "-c", "2", "-P", "4", "-n", "500", "-warmup", "100ms")
