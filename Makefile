@@ -46,8 +46,9 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
 
-# The benchmark suite (bench/README.md): writes results/bench.md. It pins
-# servers and the load tool to separate CPUs with taskset.
+# The benchmark suite (bench/README.md): writes results/bench.md, in about
+# six minutes. It pins servers and the load tool to separate CPUs with
+# taskset; BENCHMARKS.md explains the method and the figures.
 bench:
 	GO=$(GO) CC=$(CC) bench/run.sh
 

@@ -1,12 +1,15 @@
 #!/bin/sh
-# The REPE benchmark suite (make bench). In each of $ROUNDS rounds, the echo
-# floor and the gateway serving the calculator run one after the other, each
-# pinned to CPU $SERVER_CPU and loaded by repe-bench pinned to CPU
-# $CLIENT_CPU, so that their figures compare within a round; then a 16 MiB
-# body goes through the echo floor and through the gateway and an echo
-# plugin. Idle connections and the
-# in-process Go benchmarks are measured once. Raw results go to $OUT/raw/,
-# the tables to $OUT/bench.md.
+# The REPE benchmark suite (make bench); bench/README.md explains it. In each
+# of $ROUNDS rounds, for every case, the echo floor and the gateway run one
+# after the other (which first alternates by round), each pinned to CPU
+# $SERVER_CPU and loaded by repe-bench pinned to CPU $CLIENT_CPU, so that
+# their figures compare within a round; callfloor then prices the plugin call
+# from C on the server's CPU. The cases: the calculator's get_value pipelined
+# (-c 4 -P 32) and not (-c 64 -P 1), and a 16 MiB body through an echo
+# plugin (-c 1 -P 1). Idle connections and the in-process Go benchmarks are
+# measured once. Raw results go to $OUT/raw/, the tables to $OUT/bench.md.
+#
+# With the defaults it takes about six minutes.
 set -eu
 GO=${GO:-go}
 CC=${CC:-cc}
@@ -14,13 +17,16 @@ OUT=${OUT:-results}
 ROUNDS=${ROUNDS:-5}
 DUR=${DUR:-5s}
 WARMUP=${WARMUP:-1s}
+CALL_SECONDS=${CALL_SECONDS:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+GOBENCH=${GOBENCH:-1}
 QUERY=/calculator/get_value
 
 make plugins >/dev/null
 $GO build -o bin/ ./cmd/repe-bench ./cmd/repe-gw ./bench/echo ./bench/idle ./bench/report
+$CC -O2 -Wall -Wextra -std=c11 -Iplugins/include -o bin/callfloor bench/callfloor/callfloor.c -ldl
 rm -rf "$OUT/raw"
 mkdir -p "$OUT/raw" "$OUT/plugins/echo"
 # The echo-style plugin of the gateway's tests, at root /echo.
@@ -38,7 +44,7 @@ start() {
 	esac
 	PID=$!
 	i=0
-	until ./bin/repe-bench -addr "$2" -query "$QUERY" -n 1 -expect-ec any >/dev/null 2>&1; do
+	until ./bin/repe-bench --addr "$2" --query "$QUERY" -n 1 --expect-ec any >/dev/null 2>&1; do
 		i=$((i + 1))
 		[ $i -lt 100 ] || { echo "$1 did not start" >&2; kill "$PID"; exit 1; }
 		sleep 0.1
@@ -50,30 +56,42 @@ stop() {
 	wait "$PID" 2>/dev/null || true
 }
 
-# load NAME ROUND ADDR LABEL FLAGS...: one repe-bench run, saved as JSON.
+# load NAME ROUND ADDR CASE FLAGS...: one repe-bench run, saved as JSON.
 load() {
-	name=$1 round=$2 addr=$3 label=$4
+	name=$1 round=$2 addr=$3 case=$4
 	shift 4
-	taskset -c "$CLIENT_CPU" ./bin/repe-bench -addr "$addr" -z "$DUR" -warmup "$WARMUP" \
-		-server-pid "$PID" -format json "$@" >"$OUT/raw/$round.$name.$label.json"
+	taskset -c "$CLIENT_CPU" ./bin/repe-bench --addr "$addr" -z "$DUR" --warmup "$WARMUP" \
+		--server-pid "$PID" --format json "$@" >"$OUT/raw/$round.$name.$case.json"
+}
+
+# callfloor ROUND NAME PLUGIN QUERY [BODYFILE]: the plugin call from C,
+# on the server's CPU.
+callfloor() {
+	taskset -c "$SERVER_CPU" ./bin/callfloor "$3" "$4" "${5:-}" "$CALL_SECONDS" >"$OUT/raw/$1.plugin.$2.json"
 }
 
 port=5190
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
-	for server in echo gateway; do
+	# Which server goes first alternates, so that a drift of the machine
+	# over a round does not always favour the same one.
+	if [ $((round % 2)) -eq 1 ]; then order="echo gateway"; else order="gateway echo"; fi
+	for server in $order; do
 		port=$((port + 1))
 		start "$server" "127.0.0.1:$port"
-		load "$server" "$round" "127.0.0.1:$port" pipelined -query "$QUERY" -c 4 -P 32
-		load "$server" "$round" "127.0.0.1:$port" single -query "$QUERY" -c 64 -P 1
+		load "$server" "$round" "127.0.0.1:$port" pipelined --query "$QUERY" -c 4 -P 32
+		load "$server" "$round" "127.0.0.1:$port" single --query "$QUERY" -c 64 -P 1
 		stop
 	done
-	for server in echo gateway-echo; do
+	callfloor "$round" get_value plugins/calculator/calculator.so "$QUERY"
+	for server in $order; do
 		port=$((port + 1))
-		start "$server" "127.0.0.1:$port"
-		load "${server%-echo}" "$round" "127.0.0.1:$port" body16m -query /echo/echo -body-file "$OUT/body16m" -body-format raw -c 1 -P 1
+		[ "$server" = gateway ] && kind=gateway-echo || kind=echo
+		start "$kind" "127.0.0.1:$port"
+		load "$server" "$round" "127.0.0.1:$port" body16m --query /echo/echo --body-file "$OUT/body16m" --body-format raw -c 1 -P 1
 		stop
 	done
+	callfloor "$round" echo16m "$OUT/plugins/echo/echo.so" /echo/echo "$OUT/body16m"
 	round=$((round + 1))
 done
 
@@ -84,6 +102,8 @@ for server in echo gateway; do
 	stop
 done
 
-$GO test -run '^$' -bench . -benchtime 1s ./repe/ ./pluginhost/ ./gateway/ >"$OUT/raw/gobench.txt"
+if [ "$GOBENCH" = 1 ]; then
+	$GO test -run '^$' -bench . -benchtime 1s ./repe/ ./pluginhost/ ./gateway/ >"$OUT/raw/gobench.txt"
+fi
 ./bin/report "$OUT/raw" >"$OUT/bench.md"
 cat "$OUT/bench.md"

@@ -2,14 +2,28 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/repe-gw/repe-gw/internal/plugintest"
 )
+
+// benchJSON is a summary as repe-bench writes it, with the fields the report
+// reads.
+func benchJSON(rps, cpu, clientBusy, other, p999 float64) map[string]any {
+	return map[string]any{
+		"requests_per_s": rps, "server_cpu_us_per_request": cpu, "server_cpu_busy": 0.5,
+		"client_cpu_busy": clientBusy, "client_bound": clientBusy >= 0.9, "other_cpu_busy": other,
+		"received_bytes_per_s": 1.5 * (1 << 30), "latency_us": map[string]float64{"p50": 70, "p99": 200, "p99_9": p999},
+	}
+}
 
 func TestReport(t *testing.T) {
 	dir := t.TempDir()
@@ -18,24 +32,22 @@ func TestReport(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
 	}
-	summary := func(rps, cpu, other float64) map[string]any {
-		return map[string]any{
-			"requests_per_s": rps, "server_cpu_us_per_request": cpu, "other_cpu_busy": other,
-			"received_bytes_per_s": 1.5 * (1 << 30), "latency_us": map[string]float64{"p50": 70},
-		}
+	// Three rounds. Pipelined: the gateway uses 0.5 µs against a floor of
+	// 0.3 µs and a plugin call of 0.1 µs; the round ratios to floor + call
+	// are 1.25, 1.0 and 1.5: median 1.25.
+	for r, gw := range []float64{0.5, 0.4, 0.6} {
+		round := fmt.Sprint(r + 1)
+		write(round+".echo.pipelined.json", benchJSON(1000, 0.3, 0.8, 0, 900))
+		write(round+".gateway.pipelined.json", benchJSON(900, gw, 0.95, 0.2, 1000))
+		write(round+".plugin.get_value.json", map[string]any{"query": "/calculator/get_value", "calls": 1000, "cpu_ns_per_call": 100, "wall_ns_per_call": 110})
+		// Not pipelined: 5.25, 5.5, 6 µs against 5 + 0.1: median 5.5 / 5.1.
+		write(round+".echo.single.json", benchJSON(100, 5, 0.97, 0, 900))
+		write(round+".gateway.single.json", benchJSON(100, []float64{5.25, 5.5, 6}[r], 0.97, 0, 900))
 	}
-	// Three rounds: the medians are the middle ratios, 90% and 1.05.
-	write("1.echo.pipelined.json", summary(1000, 0.3, 0))
-	write("1.gateway.pipelined.json", summary(900, 0.5, 0.2))
-	write("2.echo.pipelined.json", summary(1000, 0.3, 0))
-	write("2.gateway.pipelined.json", summary(700, 0.5, 0))
-	write("3.echo.pipelined.json", summary(1000, 0.3, 0))
-	write("3.gateway.pipelined.json", summary(950, 0.5, 0))
-	for r, cpu := range []float64{5.25, 5.5, 6} {
-		write(string(rune('1'+r))+".echo.single.json", summary(100, 5, 0))
-		write(string(rune('1'+r))+".gateway.single.json", summary(100, cpu, 0))
-	}
-	write("1.gateway.body16m.json", summary(50, 20, 0))
+	// 16 MiB: one round, 12 ms against 8 ms.
+	write("1.echo.body16m.json", benchJSON(50, 8000, 0.5, 0, 20000))
+	write("1.gateway.body16m.json", benchJSON(40, 12000, 0.5, 0, 25000))
+	write("1.plugin.echo16m.json", map[string]any{"query": "/echo/echo", "calls": 100, "cpu_ns_per_call": 2e6, "wall_ns_per_call": 2e6})
 	write("idle.gateway.json", map[string]any{"connections": 10000, "rss_before_kib": 7000, "rss_after_kib": 14000, "kib_per_conn": 0.7})
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "gobench.txt"),
 		[]byte("pkg: github.com/repe-gw/repe-gw/repe\nBenchmarkParse-2   \t 1000\t 6.5 ns/op\t 0 B/op\t 0 allocs/op\n"), 0o644))
@@ -43,14 +55,81 @@ func TestReport(t *testing.T) {
 	var out strings.Builder
 	require.NoError(t, run(dir, &out))
 	md := out.String()
-	assert.Contains(t, md, "| 1 | `-c 4 -P 32` | 1000 | 900 | 90.0% | 0.300 | 0.500 | 1.667 | 20% | 0 |")
-	assert.Contains(t, md, "gateway req/s ÷ echo req/s | 90.0% (of 3) | >= 80% | yes |")
-	assert.Contains(t, md, "gateway CPU/request ÷ echo CPU/request | 1.100 (of 3) | <= 1.10 | yes |")
-	assert.Contains(t, md, "16 MiB body through an echo plugin (`-c 1 -P 1`), GiB/s | 1.50 (of 1) | >= 1 | yes |")
-	assert.Contains(t, md, "10000 idle connections, KiB of RSS each | 0.70 (of 1) | <= 8 | yes |")
-	assert.Contains(t, md, "| repe | BenchmarkParse-2 | 6.5 | 0 B/op, 0 allocs/op |")
+	for _, want := range []string{
+		// The headline: CPU per request, floors and ratios, medians (ranges).
+		"| pipelined, calculator `get_value` (`-c 4 -P 32`) | **0.500 µs** (0.400 µs–0.600 µs) | **0.300 µs** (0.300 µs–0.300 µs) | **0.100 µs** (0.100 µs–0.100 µs) | **1.67** (1.33–2.00) | **1.25** (1.00–1.50) |",
+		"| 16 MiB echo (`-c 1 -P 1`) | 12.00 ms | 8.00 ms | 2.00 ms | 1.50 | 1.20 |",
+		// req/s: the gateway's tool was saturated in every round, the
+		// echo's in none; both tools at -c 64 -P 1.
+		"| pipelined, calculator `get_value` (`-c 4 -P 32`) | **900** (900–900) *client-bound* | **1 k** (1 k–1 k) | **0.90** (0.90–0.90) |",
+		"| not pipelined, calculator `get_value` (`-c 64 -P 1`) | **100** (100–100) *client-bound* | **100** (100–100) *client-bound* |",
+		"| 16 MiB echo (`-c 1 -P 1`) | 40, 1.50 GiB/s | 50, 1.50 GiB/s | 0.80 |",
+		// Latency for each case and server.
+		"| pipelined, calculator `get_value` (`-c 4 -P 32`) | gateway | **70** (70–70) | **200** (200–200) | **1000** (1000–1000) |",
+		"| 16 MiB echo (`-c 1 -P 1`) | echo floor | 70 | 200 | 20000 |",
+		// Goals, from the medians of the round ratios.
+		"| server CPU/request ÷ (echo floor + plugin call) | 1.250 (of 3) | ≤ 1.15 | no |",
+		"| p99.9 latency ÷ echo floor's | 1.111 (of 3) | ≤ 1.10 | no |",
+		"| not pipelined, calculator `get_value` (`-c 64 -P 1`) | server CPU/request ÷ (echo floor + plugin call) | 1.078 (of 3) | ≤ 1.10 | yes |",
+		"| 16 MiB echo (`-c 1 -P 1`) | server CPU/request ÷ echo floor | 1.500 (of 1) | ≤ 1.30 | no |",
+		"| 10000 idle connections | KiB of RSS each | 0.70 | ≤ 8 | yes |",
+		// Every round, disturbed runs marked.
+		"| 1 | pipelined | gateway | 0.500 µs | 900 *client-bound* | 50 % | 95 % | 70 | 200 | 1000 | 20 % *disturbed* | 0 |",
+		"| 1 | body16m | plugin call (C) | 2.00 ms | 500 calls/s |",
+		"| repe | BenchmarkParse-2 | 6.5 | 0 B/op, 0 allocs/op |",
+	} {
+		assert.True(t, strings.Contains(md, want), "missing: %s", want)
+	}
+	if t.Failed() {
+		t.Log(md)
+	}
+	assert.NotContains(t, md, "%!", "a format verb went wrong")
 }
 
 func TestReportNeedsResults(t *testing.T) {
 	assert.ErrorContains(t, run(t.TempDir(), &strings.Builder{}), "no results")
+}
+
+// TestCallFloor builds bench/callfloor with $CC, as bench/run.sh does, runs
+// it on the calculator plugin and reads its output the way the report does.
+func TestCallFloor(t *testing.T) {
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "cc"
+	}
+	bin := filepath.Join(t.TempDir(), "callfloor")
+	build := exec.Command(cc, "-O2", "-Wall", "-Wextra", "-Werror", "-std=c11", "-I"+plugintest.RepoPath("plugins/include"),
+		"-o", bin, plugintest.RepoPath("bench/callfloor/callfloor.c"), "-ldl")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	calculator := plugintest.Build(t, plugintest.RepoPath("plugins/calculator/calculator.c"))
+
+	out, err = exec.Command(bin, calculator, "/calculator/get_value", "", "0.05").Output()
+	require.NoError(t, err)
+	var c callFloor
+	require.NoError(t, json.Unmarshal(out, &c), "%s", out)
+	assert.Equal(t, "/calculator/get_value", c.Query)
+	assert.Positive(t, c.Calls)
+	// A call of a few hundred instructions: well under 10 µs, however
+	// loaded the machine.
+	assert.Positive(t, c.CPUNsPerCall)
+	assert.Less(t, c.CPUNsPerCall, 10e3)
+	assert.GreaterOrEqual(t, c.WallNsPerCall, c.CPUNsPerCall*0.9)
+
+	// A body is sent raw; the echo test plugin returns it.
+	body := filepath.Join(t.TempDir(), "body")
+	require.NoError(t, os.WriteFile(body, make([]byte, 1<<20), 0o644))
+	echo := plugintest.Build(t, plugintest.RepoPath("gateway/testdata/gwtest.c"), `-DGW_ROOT="/echo"`)
+	out, err = exec.Command(bin, echo, "/echo/echo", body, "0.05").Output()
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(out, &c), "%s", out)
+	assert.Equal(t, int64(1<<20), c.BodyBytes)
+	assert.Positive(t, c.Calls)
+
+	// A reply with an error fails the run, with the reason on one line.
+	cmd := exec.Command(bin, calculator, "/calculator/nope", "", "0.05")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	assert.Error(t, cmd.Run())
+	assert.Equal(t, "callfloor: the plugin answered an error: ec 6\n", stderr.String())
 }
