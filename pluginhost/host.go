@@ -7,8 +7,10 @@ import (
 	"slices"
 )
 
-// Host is a set of loaded plugins, each serving its own root path.
+// Host is a set of loaded plugins, each serving its own root path. The zero
+// value is an empty Host whose Add uses the zero Config.
 type Host struct {
+	cfg     Config
 	plugins []*Plugin
 }
 
@@ -22,26 +24,37 @@ func Load(paths []string) (*Host, []error) { return Config{}.Load(paths) }
 // (ErrDuplicateRoot, naming both files) before its init runs. The Host is
 // never nil, even when nothing loaded.
 func (c Config) Load(paths []string) (*Host, []error) {
-	h := &Host{}
+	h := &Host{cfg: c}
 	var errs []error
 	for _, path := range paths {
-		p, err := c.open(path)
-		if err != nil {
+		if _, err := h.Add(path); err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		if i := slices.IndexFunc(h.plugins, func(q *Plugin) bool { return q.root == p.root }); i >= 0 {
-			errs = append(errs, &LoadError{File: p.file, Err: fmt.Errorf("%w: %q is served by %s",
-				ErrDuplicateRoot, p.root, h.plugins[i].file)})
-			continue
-		}
-		if err := p.initialize(); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		h.plugins = append(h.plugins, p)
 	}
 	return h, errs
+}
+
+// Add loads one more plugin into h, as Load does with each of its paths,
+// and returns it. A refusal is a *LoadError, and a plugin claiming a root
+// path that a plugin of h already serves is refused (ErrDuplicateRoot)
+// before its init runs. Add lets a caller decide between two plugins
+// whether to go on: stop on a signal rather than run every remaining init,
+// or give up when a file it was asked for by name is refused. Add must not
+// run concurrently with h's other methods.
+func (h *Host) Add(path string) (*Plugin, error) {
+	p, err := h.cfg.open(path)
+	if err != nil {
+		return nil, err
+	}
+	if i := slices.IndexFunc(h.plugins, func(q *Plugin) bool { return q.root == p.root }); i >= 0 {
+		return nil, &LoadError{File: p.file, Err: fmt.Errorf("%w: %q is served by %s",
+			ErrDuplicateRoot, p.root, h.plugins[i].file)}
+	}
+	if err := p.initialize(); err != nil {
+		return nil, err
+	}
+	h.plugins = append(h.plugins, p)
+	return p, nil
 }
 
 // Plugins returns the loaded plugins in load order.
