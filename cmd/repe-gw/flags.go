@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,29 @@ import (
 var errHelp = flag.ErrHelp
 
 const defaultShutdownTimeout = 15 * time.Second
+
+// Bounds of the flags' values, checked before anything starts.
+const (
+	// maxMessageSize is the largest --max-message-size. The gateway holds a
+	// frame whole in memory and reads up to twice the limit ahead of a
+	// running call, per connection, so a limit in the terabytes would
+	// promise what no machine has; 4 GiB is 64 times Glaze's default.
+	maxMessageSize = 4 << 30
+	// maxCount bounds --max-conns and --plugin-concurrency: the gateway
+	// counts a plugin's calls in 32 bits.
+	maxCount = math.MaxInt32
+	// maxInlineBudget is the largest --inline-budget. A plugin inside it
+	// holds the event loop, and every connection on it, for that long per
+	// call; beyond a second that is no longer what running inline is for.
+	maxInlineBudget = time.Second
+)
+
+const usageHead = `Usage: repe-gw --plugins DIR [--plugin FILE]... [flags]
+
+Serves REPE plugins over TCP.
+
+Flags:
+`
 
 // options are the parsed command line.
 type options struct {
@@ -36,57 +60,90 @@ type options struct {
 }
 
 // parseFlags parses args with a flag set of its own, so that nothing is
-// bound to package state. Usage goes to stdout when asked for; errors are
-// returned for the caller to report in one line.
+// bound to package state. The usage goes to stdout when -h asks for it, and
+// only then; any other error is returned for the caller to report in one
+// line.
 func parseFlags(args []string, stdout io.Writer) (*options, error) {
-	o := &options{maxMessageSize: repe.DefaultMaxMessageSize, logFormat: "text"}
-	fs := flag.NewFlagSet("repe-gw", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.dir, "plugins", "", "load every `DIR`/**/*.so plugin (hidden folders skipped)")
-	fs.Func("plugin", "also load the plugin `FILE` (repeatable)", func(s string) error {
+	o := &options{
+		addr:            gateway.DefaultAddr,
+		maxMessageSize:  repe.DefaultMaxMessageSize,
+		maxConns:        gateway.DefaultMaxConns,
+		readTimeout:     gateway.DefaultReadTimeout,
+		shutdownTimeout: defaultShutdownTimeout,
+		inlineBudget:    gateway.DefaultInlineBudget,
+		logLevel:        slog.LevelInfo,
+		logFormat:       "text",
+	}
+	fs := newFlagSet("repe-gw")
+	fs.value("plugins", "", "load every *.so below `DIR`, recursively, skipping hidden folders", func(s string) error {
+		o.dir = s
+		return nil
+	})
+	fs.value("plugin", "", "also load `FILE`; repeatable", func(s string) error {
 		o.files = append(o.files, s)
 		return nil
 	})
-	fs.StringVar(&o.addr, "addr", gateway.DefaultAddr, "listen on `HOST:PORT`")
-	fs.Func("max-message-size", "refuse frames longer than `SIZE` (bytes, or with KiB/MiB/GiB) (default 64MiB)", func(s string) error {
-		n, err := parseSize(s)
-		o.maxMessageSize = n
+	fs.value("addr", o.addr, "listen on `HOST:PORT`", func(s string) error {
+		o.addr = s
+		return nil
+	})
+	fs.value("max-message-size", formatSize(o.maxMessageSize),
+		"refuse frames longer than `SIZE`: bytes, or with KiB, MiB or GiB; at most "+formatSize(maxMessageSize), func(s string) (err error) {
+			o.maxMessageSize, err = parseSize(s, repe.HeaderSize, maxMessageSize)
+			return err
+		})
+	fs.value("max-conns", strconv.Itoa(o.maxConns), "close connections beyond `N` at once", func(s string) (err error) {
+		o.maxConns, err = parseCount(s, 1, maxCount, "")
 		return err
 	})
-	fs.IntVar(&o.maxConns, "max-conns", gateway.DefaultMaxConns, "close connections beyond `N` at once")
-	fs.DurationVar(&o.readTimeout, "read-timeout", gateway.DefaultReadTimeout, "close a connection stalled inside a frame for `DURATION` (0: never)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGINT/SIGTERM, wait at most `DURATION` for requests in flight")
-	fs.IntVar(&o.pluginConcurrency, "plugin-concurrency", 0, "run at most `N` calls into one plugin at once (default GOMAXPROCS)")
-	fs.DurationVar(&o.inlineBudget, "inline-budget", gateway.DefaultInlineBudget, "run a plugin's calls on the event loop while they average under `DURATION`; negative: never")
-	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `LEVEL`: debug, info, warn or error")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT`: text or json")
-	fs.BoolVar(&o.version, "version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stdout, "Usage: repe-gw --plugins DIR [--plugin FILE]... [flags]\n\nServes REPE plugins over TCP.\n\nFlags:\n")
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
+	fs.value("read-timeout", o.readTimeout.String(),
+		"close a connection stalled inside a frame for `D`; 0: never", func(s string) (err error) {
+			o.readTimeout, err = parseDuration(s, 0, math.MaxInt64, "0 (never) or more")
+			return err
+		})
+	fs.value("shutdown-timeout", o.shutdownTimeout.String(),
+		"on SIGINT/SIGTERM, wait at most `D` for requests in flight", func(s string) (err error) {
+			o.shutdownTimeout, err = parseDuration(s, 1, math.MaxInt64, "more than 0")
+			return err
+		})
+	fs.value("plugin-concurrency", "GOMAXPROCS", "run at most `N` calls into one plugin at once", func(s string) (err error) {
+		o.pluginConcurrency, err = parseCount(s, 0, maxCount, " (0: GOMAXPROCS)")
+		return err
+	})
+	fs.value("inline-budget", o.inlineBudget.String(),
+		"run a plugin's calls on the event loop while they average under `D`; negative: never", func(s string) (err error) {
+			// 0 is no budget at all: to keep every call off the event loop,
+			// say so with a negative one.
+			want := "more than 0 and at most " + maxInlineBudget.String() + ", or negative (never)"
+			o.inlineBudget, err = parseDuration(s, math.MinInt64, maxInlineBudget, want)
+			if err == nil && o.inlineBudget == 0 {
+				err = errors.New("out of range: want " + want)
+			}
+			return err
+		})
+	fs.value("log-level", "info", "log at `LEVEL`: debug, info, warn or error", func(s string) error {
+		if o.logLevel.UnmarshalText([]byte(s)) != nil {
+			return errors.New("want debug, info, warn or error")
+		}
+		return nil
+	})
+	fs.value("log-format", o.logFormat, "log as `FORMAT`: text or json", func(s string) error {
+		if s != "text" && s != "json" {
+			return errors.New("want text or json")
+		}
+		o.logFormat = s
+		return nil
+	})
+	fs.boolean(&o.version, "version", "print the version and exit")
+
+	if err := fs.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.printUsage(stdout, usageHead)
+		}
 		return nil, err
 	}
-	switch {
-	case fs.NArg() > 0:
+	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case o.logFormat != "text" && o.logFormat != "json":
-		return nil, fmt.Errorf("-log-format must be text or json, not %q", o.logFormat)
-	case o.maxMessageSize < repe.HeaderSize:
-		return nil, fmt.Errorf("-max-message-size must be at least %d bytes", repe.HeaderSize)
-	case o.maxConns <= 0:
-		return nil, errors.New("-max-conns must be positive")
-	case o.readTimeout < 0:
-		return nil, errors.New("-read-timeout must not be negative")
-	case o.shutdownTimeout <= 0:
-		return nil, errors.New("-shutdown-timeout must be positive")
-	case o.inlineBudget == 0:
-		return nil, errors.New("-inline-budget must not be 0: negative keeps every call off the event loop")
-	case o.pluginConcurrency < 0:
-		return nil, errors.New("-plugin-concurrency must not be negative")
 	}
 	return o, nil
 }
@@ -108,22 +165,71 @@ func (o *options) gateway(log *slog.Logger) gateway.Config {
 	}
 }
 
-// parseSize reads a byte count such as 1048576, 512KiB, 64MiB or 1GiB.
-func parseSize(s string) (uint64, error) {
-	units := []struct {
-		suffix string
-		shift  uint
-	}{{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"B", 0}}
+// sizeUnits are the suffixes parseSize reads and formatSize writes, largest
+// first.
+var sizeUnits = []struct {
+	suffix string
+	shift  uint
+}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+
+// parseSize reads a byte count such as 1048576, 512KiB, 64MiB or 1GiB, and
+// checks that it lies in [lo, hi].
+func parseSize(s string, lo, hi uint64) (uint64, error) {
+	want := fmt.Sprintf("want %s to %s", formatSize(lo), formatSize(hi))
 	num, shift := s, uint(0)
-	for _, u := range units {
+	for _, u := range sizeUnits {
 		if strings.HasSuffix(s, u.suffix) {
 			num, shift = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.shift
 			break
 		}
 	}
 	n, err := strconv.ParseUint(num, 10, 64)
-	if err != nil || n > (1<<63)>>shift {
-		return 0, fmt.Errorf("invalid size %q: want bytes, or a number with KiB, MiB or GiB", s)
+	switch {
+	case errors.Is(err, strconv.ErrRange) || err == nil && n > hi>>shift:
+		return 0, errors.New("too large: " + want)
+	case err != nil:
+		return 0, errors.New("not a size: " + want + ", in bytes or a number with KiB, MiB or GiB")
+	case n<<shift < lo:
+		return 0, errors.New("too small: " + want)
 	}
 	return n << shift, nil
+}
+
+// formatSize writes n in the largest unit that divides it: 64MiB, 48B.
+func formatSize(n uint64) string {
+	for _, u := range sizeUnits {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatUint(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatUint(n, 10) + "B"
+}
+
+// parseCount reads a whole number in [lo, hi]; note describes lo when it
+// means something special.
+func parseCount(s string, lo, hi int, note string) (int, error) {
+	want := fmt.Sprintf("want %d%s to %d", lo, note, hi)
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, errors.New("out of range: " + want)
+	case err != nil:
+		return 0, errors.New("not a whole number: " + want)
+	case n < int64(lo) || n > int64(hi):
+		return 0, errors.New("out of range: " + want)
+	}
+	return int(n), nil
+}
+
+// parseDuration reads a duration such as 30s or 500ms in [lo, hi]; want
+// says what the range is.
+func parseDuration(s string, lo, hi time.Duration, want string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return 0, errors.New("not a duration such as 30s or 500ms: want " + want)
+	case d < lo || d > hi:
+		return 0, errors.New("out of range: want " + want)
+	}
+	return d, nil
 }

@@ -17,11 +17,9 @@ import (
 	"syscall"
 
 	"github.com/repe-gw/repe-gw/gateway"
+	"github.com/repe-gw/repe-gw/internal/version"
 	"github.com/repe-gw/repe-gw/pluginhost"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // Exit codes.
 const (
@@ -48,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		return exitUsage
 	}
 	if opts.version {
-		fmt.Fprintln(stdout, "repe-gw", version)
+		fmt.Fprintln(stdout, "repe-gw", version.String())
 		return exitOK
 	}
 	log := newLogger(stderr, opts.logLevel, opts.logFormat)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -25,11 +26,12 @@ import (
 )
 
 // buildGateway builds the command without cgo, as `make build` does, so that
-// these tests prove such a binary loads and serves plugins.
+// these tests prove such a binary loads and serves plugins. It stamps the
+// version from the repository when there is one, whatever GOFLAGS says.
 func buildGateway(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "repe-gw")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
@@ -202,13 +204,35 @@ func TestCommandLineErrors(t *testing.T) {
 		code int
 		line string // a regular expression for the one line on stderr
 	}{
-		{"unknown flag", []string{"--nope"}, exitUsage, `^repe-gw: flag provided but not defined: -nope \(see repe-gw -h\)$`},
-		{"bad size", []string{"--max-message-size", "lots"}, exitUsage, `^repe-gw: invalid value "lots" for flag -max-message-size: invalid size "lots"`},
-		{"size below header", []string{"--max-message-size", "10"}, exitUsage, `^repe-gw: -max-message-size must be at least 48 bytes`},
-		{"bad duration", []string{"--read-timeout", "soon"}, exitUsage, `^repe-gw: invalid value "soon" for flag -read-timeout`},
-		{"bad log format", []string{"--log-format", "xml"}, exitUsage, `^repe-gw: -log-format must be text or json, not "xml"`},
-		{"zero inline budget", []string{"--inline-budget", "0"}, exitUsage, `^repe-gw: -inline-budget must not be 0`},
+		{"unknown flag", []string{"--bogus"}, exitUsage, `^repe-gw: flag provided but not defined: -bogus \(see repe-gw -h\)$`},
+		{"missing value", []string{"--addr"}, exitUsage, `^repe-gw: flag needs an argument: -addr \(see repe-gw -h\)$`},
 		{"stray argument", []string{"plugins"}, exitUsage, `^repe-gw: unexpected argument "plugins"`},
+
+		{"bad size", []string{"--max-message-size", "lots"}, exitUsage,
+			`^repe-gw: --max-message-size lots: not a size: want 48B to 4GiB, in bytes or a number with KiB, MiB or GiB \(see repe-gw -h\)$`},
+		{"size below header", []string{"--max-message-size", "10"}, exitUsage, `^repe-gw: --max-message-size 10: too small: want 48B to 4GiB \(`},
+		{"size over 4GiB", []string{"--max-message-size", "4097MiB"}, exitUsage, `^repe-gw: --max-message-size 4097MiB: too large: want 48B to 4GiB \(`},
+		{"size over 64 bits", []string{"--max-message-size=18446744073709551616"}, exitUsage, `: too large: want 48B to 4GiB \(`},
+		{"size that overflows when scaled", []string{"--max-message-size", "17179869184GiB"}, exitUsage, `: too large: want 48B to 4GiB \(`},
+		{"negative size", []string{"--max-message-size", "-1"}, exitUsage, `^repe-gw: --max-message-size -1: not a size: want 48B to 4GiB`},
+		{"no connections", []string{"--max-conns", "0"}, exitUsage, `^repe-gw: --max-conns 0: out of range: want 1 to 2147483647 \(`},
+		{"connections over 32 bits", []string{"--max-conns", "2147483648"}, exitUsage, `^repe-gw: --max-conns 2147483648: out of range: want 1 to 2147483647 \(`},
+		{"connections over 64 bits", []string{"--max-conns", "99999999999999999999"}, exitUsage, `: out of range: want 1 to 2147483647 \(`},
+		{"bad count", []string{"--max-conns", "many"}, exitUsage, `^repe-gw: --max-conns many: not a whole number: want 1 to 2147483647 \(`},
+		{"negative concurrency", []string{"--plugin-concurrency", "-1"}, exitUsage,
+			`^repe-gw: --plugin-concurrency -1: out of range: want 0 \(0: GOMAXPROCS\) to 2147483647 \(`},
+		{"concurrency over 32 bits", []string{"--plugin-concurrency", "4294967296"}, exitUsage, `^repe-gw: --plugin-concurrency 4294967296: out of range`},
+		{"bad duration", []string{"--read-timeout", "soon"}, exitUsage,
+			`^repe-gw: --read-timeout soon: not a duration such as 30s or 500ms: want 0 \(never\) or more \(`},
+		{"negative read timeout", []string{"--read-timeout", "-1s"}, exitUsage, `^repe-gw: --read-timeout -1s: out of range: want 0 \(never\) or more \(`},
+		{"zero shutdown timeout", []string{"--shutdown-timeout", "0"}, exitUsage, `^repe-gw: --shutdown-timeout 0: out of range: want more than 0 \(`},
+		{"negative shutdown timeout", []string{"--shutdown-timeout", "-5s"}, exitUsage, `^repe-gw: --shutdown-timeout -5s: out of range: want more than 0 \(`},
+		{"zero inline budget", []string{"--inline-budget", "0"}, exitUsage,
+			`^repe-gw: --inline-budget 0: out of range: want more than 0 and at most 1s, or negative \(never\) \(`},
+		{"inline budget over a second", []string{"--inline-budget", "1.5s"}, exitUsage, `^repe-gw: --inline-budget 1.5s: out of range: want more than 0 and at most 1s`},
+		{"bad log level", []string{"--log-level", "loud"}, exitUsage, `^repe-gw: --log-level loud: want debug, info, warn or error \(`},
+		{"bad log format", []string{"--log-format", "xml"}, exitUsage, `^repe-gw: --log-format xml: want text or json \(`},
+
 		{"missing plugin dir", []string{"--plugins", filepath.Join(t.TempDir(), "none")}, exitFailure, `^repe-gw: .*none.*no such file or directory$`},
 		{"port in use", []string{"--addr", busy.Addr().String()}, exitFailure, `^repe-gw: .*` + regexp.QuoteMeta(busy.Addr().String()) + `.*address already in use$`},
 		{"bad address", []string{"--addr", "nowhere"}, exitFailure, `^repe-gw: gateway: address "nowhere"`},
@@ -216,28 +240,56 @@ func TestCommandLineErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := exec.Command(bin, tt.args...)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
 			var ee *exec.ExitError
 			require.ErrorAs(t, err, &ee)
 			assert.Equal(t, tt.code, ee.ExitCode())
+			assert.Empty(t, stdout.String(), "no usage unless asked for")
 			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
 			msgs := slices.DeleteFunc(lines, func(l string) bool { return !strings.HasPrefix(l, "repe-gw: ") })
 			require.Len(t, msgs, 1, "one clear line, got:\n%s", stderr.String())
 			assert.Regexp(t, tt.line, msgs[0])
+			if tt.code == exitUsage {
+				assert.Equal(t, []string{msgs[0]}, lines, "nothing but that line")
+			}
 		})
 	}
 }
 
 func TestHelpAndVersion(t *testing.T) {
 	bin := buildGateway(t)
-	out, err := exec.Command(bin, "-h").Output()
-	require.NoError(t, err)
-	for _, flag := range []string{"-plugins", "-plugin", "-addr", "-max-message-size", "-max-conns", "-read-timeout", "-shutdown-timeout", "-plugin-concurrency", "-inline-budget", "-log-level", "-log-format", "-version"} {
-		assert.Regexp(t, `(?m)^  `+flag+`( |$)`, string(out))
+	for _, h := range []string{"-h", "--help"} {
+		cmd := exec.Command(bin, h)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		require.NoError(t, err)
+		assert.Empty(t, stderr.String())
+		assert.True(t, strings.HasPrefix(string(out), "Usage: repe-gw --plugins DIR [--plugin FILE]... [flags]\n"), "%s", out)
+		for _, flag := range []string{"plugins DIR", "plugin FILE", "addr HOST:PORT", "max-message-size SIZE", "max-conns N",
+			"read-timeout D", "shutdown-timeout D", "plugin-concurrency N", "inline-budget D", "log-level LEVEL",
+			"log-format FORMAT", "version"} {
+			assert.Regexp(t, `(?m)^  --`+regexp.QuoteMeta(flag)+`( |$)`, string(out))
+		}
+		for line := range strings.SplitSeq(string(out), "\n") {
+			assert.LessOrEqual(t, utf8.RuneCountInString(line), 80, "%q", line)
+		}
 	}
-	out, err = exec.Command(bin, "--version").Output()
+
+	cmd := exec.Command(bin, "--version")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	require.NoError(t, err)
-	assert.Regexp(t, `^repe-gw \S+\n$`, string(out))
+	assert.Empty(t, stderr.String())
+	assert.Regexp(t, `^repe-gw \S`, string(out))
+	assert.NotContains(t, string(out), "dev\n")
+	assert.NotContains(t, string(out), "unknown")
+	if rev, err := exec.Command("git", "-C", plugintest.RepoPath(""), "rev-parse", "--short=12", "HEAD").Output(); err == nil {
+		// go build stamps the commit's tag, or a pseudo-version naming the
+		// commit, with +dirty when the tree has changes.
+		assert.Regexp(t, `^repe-gw (v\d+\.\d+\.\d+|v\d+\.\d+\.\d+-\S*`+strings.TrimSpace(string(rev))+`(\+dirty)?)\n$`, string(out))
+	}
 }

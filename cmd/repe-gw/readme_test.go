@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"os"
 	"os/exec"
 	"regexp"
@@ -86,4 +87,68 @@ func TestReadmeQuickStart(t *testing.T) {
 // to its one-line form in the README.
 func squeeze(s string) string {
 	return strings.Join(strings.Fields(s), "")
+}
+
+// readmeSection returns the section of README.md under heading, up to the
+// next heading of its level.
+func readmeSection(t *testing.T, heading string) string {
+	t.Helper()
+	readme, err := os.ReadFile(plugintest.RepoPath("README.md"))
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(readme), "\n"+heading+"\n")
+	require.True(t, ok, "README.md has no %q", heading)
+	section, _, _ = strings.Cut(section, "\n## ")
+	return section
+}
+
+// flagRow is a row of the README's flag table: `--name PLACEHOLDER`, and
+// the default as the README writes it.
+var flagRow = regexp.MustCompile("^\\| `--([a-z-]+)( [^`]+)?` \\|([^|]*)\\|")
+
+// TestReadmeFlags checks the flag table of README.md's "Running it" against
+// repe-gw -h: the same flags, with the same placeholders and defaults.
+func TestReadmeFlags(t *testing.T) {
+	section := readmeSection(t, "## Running it")
+	var usage bytes.Buffer
+	_, err := parseFlags([]string{"-h"}, &usage)
+	require.ErrorIs(t, err, errHelp)
+
+	var documented []string
+	for line := range strings.SplitSeq(section, "\n") {
+		m := flagRow.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		name, placeholder, def := m[1], m[2], strings.Trim(m[3], "` ")
+		documented = append(documented, name)
+		entry := helpEntry(t, usage.String(), name)
+		assert.True(t, strings.HasPrefix(entry, "--"+name+placeholder+" "), "-h shows %q, README.md `--%s%s`", entry, name, placeholder)
+		switch def {
+		case "", "none":
+			assert.NotContains(t, entry, "(default", name)
+		default:
+			assert.Contains(t, entry, "(default "+def+")", name)
+		}
+	}
+	var shown []string
+	for line := range strings.SplitSeq(usage.String(), "\n") {
+		if name, ok := strings.CutPrefix(line, "  --"); ok {
+			name, _, _ = strings.Cut(name, " ")
+			shown = append(shown, name)
+		}
+	}
+	assert.Equal(t, shown, documented, "the flags of -h and of README.md, in order")
+}
+
+// helpEntry returns the entry of the -h text for flag name, its lines
+// joined.
+func helpEntry(t *testing.T, usage, name string) string {
+	t.Helper()
+	_, entry, ok := strings.Cut(usage, "\n  --"+name+" ")
+	if !ok {
+		_, entry, ok = strings.Cut(usage, "\n  --"+name+"\n")
+	}
+	require.True(t, ok, "-h shows no --%s", name)
+	entry, _, _ = strings.Cut(entry, "\n  --")
+	return "--" + name + " " + strings.Join(strings.Fields(entry), " ")
 }
