@@ -98,6 +98,22 @@ EXPORT void tp_release(void) {
     pthread_mutex_unlock(&block_mu);
 }
 
+/*
+ * Walks the frame-pointer chain, as a profiler or a crash handler in C would:
+ * stores where this function returns to, the frame pointer it was called
+ * with (its caller's), and the two words of the caller's frame record (the
+ * frame pointer and return address of the caller's caller). For the test of
+ * the call trampoline, which is that caller.
+ */
+EXPORT __attribute__((noinline)) void tp_frame_chain(uintptr_t chain[4]) {
+    uintptr_t* fp = __builtin_frame_address(0); /* {caller's fp, return address} */
+    uintptr_t* caller = (uintptr_t*)fp[0];
+    chain[0] = fp[1];
+    chain[1] = (uintptr_t)caller;
+    chain[2] = caller[0];
+    chain[3] = caller[1];
+}
+
 static _Thread_local unsigned char out[4096];
 
 static uint64_t get_u64(const unsigned char* p) {
