@@ -17,6 +17,7 @@
  *   length    length field != size                 parts    length != 48+ql+bl
  *   overflow  ql+bl wraps to size - 48             wrongid  id + 1
  *   big       a valid 4096-byte reply              block    waits for tp_release()
+ *   slowecho  echo, after sleeping 100 microseconds
  * Every reply is made whatever the notify flag says, so that the host's
  * handling of replies to notifies can be tested.
  */
@@ -26,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "repe_plugin.h"
 
@@ -164,7 +166,9 @@ static repe_buffer answer(const char* request, uint64_t size) {
         header(id, 0);
         return (repe_buffer){(const char*)out, 48};
     }
-    if (is(seg, sn, "echo")) {
+    int slow = is(seg, sn, "slowecho");
+    if (slow || is(seg, sn, "echo")) {
+        if (slow) nanosleep(&(struct timespec){0, 100 * 1000}, NULL);
         if (bl > sizeof out - 48) bl = 0;
         header(id, bl);
         memcpy(out + 48, body, bl);
