@@ -35,6 +35,10 @@ func (p *Plugin) Call(dst, req []byte) ([]byte, error) {
 		return dst, p.errShutdown
 	}
 	defer p.leave()
+	if raceEnabled {
+		p.checkEntered()
+		defer p.inPlugin.Add(-1)
+	}
 	id := binary.LittleEndian.Uint64(req[repe.OffsetID:])
 	notify := req[repe.OffsetNotify] != 0
 

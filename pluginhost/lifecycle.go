@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // ErrBusy: a shutdown gave up waiting for calls still running in the plugin,
@@ -24,6 +25,16 @@ func (p *Plugin) enter() bool {
 		return false
 	}
 	return true
+}
+
+// checkEntered, in -race builds, counts a call that entered as inside the
+// plugin, until Call's deferred decrement, and panics if
+// repe_plugin_shutdown has already run.
+func (p *Plugin) checkEntered() {
+	p.inPlugin.Add(1)
+	if p.shutDown.Load() {
+		panic("pluginhost: repe_plugin_call after repe_plugin_shutdown in " + p.file)
+	}
 }
 
 // leave ends a call; the last one out after shutdown began wakes Shutdown.
@@ -67,8 +78,11 @@ func (p *Plugin) Shutdown(ctx context.Context) error {
 
 // callShutdown runs under shutdownOnce.
 func (p *Plugin) callShutdown() {
-	if raceEnabled && p.shutdowns.Add(1) != 1 {
-		panic("pluginhost: repe_plugin_shutdown called twice for " + p.file)
+	if raceEnabled {
+		if n := p.inPlugin.Load(); n != 0 {
+			panic("pluginhost: repe_plugin_shutdown with " + strconv.Itoa(int(n)) + " calls still in " + p.file)
+		}
+		p.shutDown.Store(true)
 	}
 	if p.shutdownFn != 0 {
 		ccall(p.shutdownFn, 0, 0)

@@ -66,8 +66,13 @@ type Plugin struct {
 	idle         chan struct{} // closed when closing and no call is in flight
 	idleOnce     sync.Once
 	shutdownOnce sync.Once
-	shutdowns    atomic.Int32 // checked under -race: repe_plugin_shutdown runs once
 	dropped      atomic.Uint64
+
+	// Kept in -race builds only (race.go), to check what state promises:
+	// the calls inside repe_plugin_call, and whether repe_plugin_shutdown
+	// has run.
+	inPlugin atomic.Int32
+	shutDown atomic.Bool
 
 	errPrefix   string      // names the plugin in call errors
 	errShutdown *repe.Error // returned by Call after shutdown; made once, not per call
