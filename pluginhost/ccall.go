@@ -15,7 +15,8 @@ import "unsafe"
 // variadic slice: SyscallN's //go:uintptrescapes makes that slice escape, one
 // allocation per call, and its block costs a pool round trip (see
 // BenchmarkCallPaths). The frame lives on this goroutine's stack, which
-// cannot move while the goroutine is in C, as cgo's own argument frames do.
+// cannot move while the goroutine is in C as long as C does not call back
+// into Go (see "Calling C without cgo" in doc.go).
 //
 // The arguments are uintptrs; //go:uintptrescapes makes any pointer converted
 // to one in the call expression live on the heap and stay alive until ccall

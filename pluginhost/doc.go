@@ -45,4 +45,25 @@
 // returns (REPE.md §5.3-§5.4) and turns a malformed reply into a
 // *repe.Error, so a broken plugin never desynchronises a client's stream.
 // The package does not log; it returns errors for the caller to log.
+//
+// # Calling C without cgo
+//
+// Every call into a plugin goes through runtime.cgocall, as cgo's and
+// purego's calls do, with a small assembly trampoline (ccall.go). That
+// rests on two assumptions:
+//
+//   - runtime.cgocall works only in a runtime set up for C: it throws
+//     "cgocall unavailable" unless runtime/cgo, or something standing in for
+//     it, has set up threads with C stacks and thread-local storage. In a
+//     CGO_ENABLED=0 build that is purego's fakecgo, which importing purego
+//     links in (runtime/cgo itself when cgo is on); it is what makes plugins
+//     load and run without cgo. The CGO_ENABLED=0 pass of make test checks
+//     it.
+//   - A plugin never calls back into Go. The call's argument frame lives on
+//     the goroutine's stack, and the trampoline writes the results through
+//     a pointer to it after the C function returns. A callback would run Go
+//     code on that goroutine, whose stack could grow and be moved; cgo's
+//     generated code finds its moved frame again afterwards
+//     (_cgo_topofstack), this package does not. The ABI gives a plugin no
+//     Go function to call, and it must not obtain one any other way.
 package pluginhost
