@@ -22,6 +22,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 GOBENCH=${GOBENCH:-1}
+QUIET_WAIT=${QUIET_WAIT:-60}
 QUERY=/calculator/get_value
 
 make plugins >/dev/null
@@ -33,6 +34,28 @@ mkdir -p "$OUT/raw" "$OUT/plugins/echo"
 $CC -O2 -fPIC -fvisibility=hidden -shared -pthread -Iplugins/include \
 	-DGW_NAME='"echo"' -DGW_ROOT='"/echo"' -o "$OUT/plugins/echo/echo.so" gateway/testdata/gwtest.c
 head -c 16777216 /dev/urandom >"$OUT/body16m"
+
+# busy_ticks: the CPU ticks (1/100 s) every process has used so far, on
+# all CPUs (user, nice, system, irq, softirq, steal: /proc/stat).
+busy_ticks() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# wait_quiet: on a shared machine, waits up to $QUIET_WAIT seconds for a
+# second in which other processes used under 10 % of a CPU, so that a round
+# does not start in the middle of someone else's build. Runs disturbed all
+# the same are marked by the report.
+wait_quiet() {
+	waited=0
+	while [ "$waited" -lt "$QUIET_WAIT" ]; do
+		b0=$(busy_ticks)
+		sleep 1
+		b1=$(busy_ticks)
+		[ $((b1 - b0)) -ge 10 ] || return 0
+		waited=$((waited + 1))
+	done
+	echo "bench: the machine is busy with other work; measuring anyway (see the disturbance column)" >&2
+}
 
 # start NAME ADDR: runs server NAME pinned to $SERVER_CPU, sets PID, waits
 # until it answers.
@@ -76,6 +99,7 @@ while [ "$round" -le "$ROUNDS" ]; do
 	# Which server goes first alternates, so that a drift of the machine
 	# over a round does not always favour the same one.
 	if [ $((round % 2)) -eq 1 ]; then order="echo gateway"; else order="gateway echo"; fi
+	wait_quiet
 	for server in $order; do
 		port=$((port + 1))
 		start "$server" "127.0.0.1:$port"

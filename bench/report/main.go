@@ -176,16 +176,33 @@ func (r roundFigures) p999Ratio() (float64, bool) {
 	return r.gateway.LatencyUS.P999 / r.echo.LatencyUS.P999, r.echo.LatencyUS.P999 > 0
 }
 
-func (res *results) figures(c benchCase) []roundFigures {
-	var out []roundFigures
+// minQuiet is how many undisturbed rounds a case needs for its figures to
+// come from those rounds only.
+const minQuiet = 3
+
+// figures returns the rounds of case c that its figures come from: the
+// rounds where neither run was disturbed, when there are at least minQuiet
+// of them, else every round; and a note that says which.
+func (res *results) figures(c benchCase) ([]roundFigures, string) {
+	var all, quiet []roundFigures
 	for _, round := range res.rounds {
 		e, g := res.runs[runKey{round, "echo", c.load}], res.runs[runKey{round, "gateway", c.load}]
 		if e == nil || g == nil {
 			continue
 		}
-		out = append(out, roundFigures{round, e, g, res.calls[runKey{round, "plugin", c.call}]})
+		r := roundFigures{round, e, g, res.calls[runKey{round, "plugin", c.call}]}
+		all = append(all, r)
+		if e.disturbance() <= disturbed && g.disturbance() <= disturbed {
+			quiet = append(quiet, r)
+		}
 	}
-	return out
+	switch {
+	case len(quiet) == len(all):
+		return all, fmt.Sprintf("%d", len(all))
+	case len(quiet) >= minQuiet:
+		return quiet, fmt.Sprintf("%d undisturbed of %d", len(quiet), len(all))
+	}
+	return all, fmt.Sprintf("%d, %d disturbed", len(all), len(all)-len(quiet))
 }
 
 func load(dir string) (*results, error) {
@@ -250,27 +267,28 @@ func run(dir string, w io.Writer) error {
 	p.line("")
 	p.line("Server CPU time per request, from /proc, is the headline: at these rates the load tool")
 	p.line("can saturate its own CPU, and requests/s then compare the clients, not the servers.")
-	p.line("Figures are medians over %d rounds, with the range in brackets; ratios are the medians", len(res.rounds))
-	p.line("of each round's ratio. The plugin call is the same `repe_plugin_call` made from C in")
-	p.line("a loop (`bench/callfloor`): echo floor + plugin call is the least CPU any gateway")
-	p.line("serving that plugin could use.")
+	p.line("Figures are medians over the rounds, with the range in brackets; ratios are the medians")
+	p.line("of each round's ratio. A case's figures come from its undisturbed rounds when there are")
+	p.line("at least %d, else from all (the rounds column says which). The plugin call is the same", minQuiet)
+	p.line("`repe_plugin_call` made from C in a loop (`bench/callfloor`): echo floor + plugin call")
+	p.line("is the least CPU any gateway serving that plugin could use.")
 
 	p.line("")
 	p.line("## Server CPU per request")
 	p.line("")
-	p.line("| case | gateway | echo floor | plugin call (C) | gateway ÷ floor | gateway ÷ (floor + call) |")
-	p.line("|---|---:|---:|---:|---:|---:|")
+	p.line("| case | gateway | echo floor | plugin call (C) | gateway ÷ floor | gateway ÷ (floor + call) | rounds |")
+	p.line("|---|---:|---:|---:|---:|---:|---|")
 	for _, c := range cases {
-		fs := res.figures(c)
+		fs, rounds := res.figures(c)
 		if len(fs) == 0 {
 			continue
 		}
-		p.line("| %s | %s | %s | %s | %s | %s |", c.name,
+		p.line("| %s | %s | %s | %s | %s | %s | %s |", c.name,
 			spread(fs, func(r roundFigures) (float64, bool) { return r.gateway.serverCPU(), true }, fmtCPU),
 			spread(fs, func(r roundFigures) (float64, bool) { return r.echo.serverCPU(), true }, fmtCPU),
 			spread(fs, func(r roundFigures) (float64, bool) { return r.callUS(), r.call != nil }, fmtCPU),
 			spread(fs, roundFigures.cpuToFloor, fmtRatio),
-			spread(fs, roundFigures.cpuToFloorAndCall, fmtRatio))
+			spread(fs, roundFigures.cpuToFloorAndCall, fmtRatio), rounds)
 	}
 
 	p.line("")
@@ -282,7 +300,7 @@ func run(dir string, w io.Writer) error {
 	p.line("| case | gateway | echo floor | ratio | server busy (gateway / echo) | load tool busy (gateway / echo) |")
 	p.line("|---|---:|---:|---:|---:|---:|")
 	for _, c := range cases {
-		fs := res.figures(c)
+		fs, _ := res.figures(c)
 		if len(fs) == 0 {
 			continue
 		}
@@ -311,7 +329,7 @@ func run(dir string, w io.Writer) error {
 	p.line("| case | server | p50 | p99 | p99.9 |")
 	p.line("|---|---|---:|---:|---:|")
 	for _, c := range cases {
-		fs := res.figures(c)
+		fs, _ := res.figures(c)
 		if len(fs) == 0 {
 			continue
 		}
@@ -335,7 +353,7 @@ func run(dir string, w io.Writer) error {
 	p.line("| case | target | measured | goal | met |")
 	p.line("|---|---|---:|---:|---|")
 	for _, c := range cases {
-		fs := res.figures(c)
+		fs, _ := res.figures(c)
 		for _, g := range c.goals {
 			vals := values(fs, g.ratio)
 			if len(vals) == 0 {

@@ -57,7 +57,10 @@ func TestReport(t *testing.T) {
 	md := out.String()
 	for _, want := range []string{
 		// The headline: CPU per request, floors and ratios, medians (ranges).
-		"| pipelined, calculator `get_value` (`-c 4 -P 32`) | **0.500 µs** (0.400 µs–0.600 µs) | **0.300 µs** (0.300 µs–0.300 µs) | **0.100 µs** (0.100 µs–0.100 µs) | **1.67** (1.33–2.00) | **1.25** (1.00–1.50) |",
+		// Every pipelined round was disturbed: all three count, and the
+		// rounds column says so.
+		"| pipelined, calculator `get_value` (`-c 4 -P 32`) | **0.500 µs** (0.400 µs–0.600 µs) | **0.300 µs** (0.300 µs–0.300 µs) | **0.100 µs** (0.100 µs–0.100 µs) | **1.67** (1.33–2.00) | **1.25** (1.00–1.50) | 3, 3 disturbed |",
+		"| **1.10** (1.05–1.20) | **1.08** (1.03–1.18) | 3 |",
 		"| 16 MiB echo (`-c 1 -P 1`) | 12.00 ms | 8.00 ms | 2.00 ms | 1.50 | 1.20 |",
 		// req/s: the gateway's tool was saturated in every round, the
 		// echo's in none; both tools at -c 64 -P 1.
@@ -84,6 +87,27 @@ func TestReport(t *testing.T) {
 		t.Log(md)
 	}
 	assert.NotContains(t, md, "%!", "a format verb went wrong")
+}
+
+// TestReportQuietRounds: with enough undisturbed rounds, a disturbed one
+// does not count.
+func TestReportQuietRounds(t *testing.T) {
+	dir := t.TempDir()
+	for r, other := range []float64{0, 0.5, 0, 0} {
+		round := fmt.Sprint(r + 1)
+		for name, v := range map[string]any{
+			"echo.pipelined":    benchJSON(1000, 0.3, 0.5, 0, 900),
+			"gateway.pipelined": benchJSON(1000, []float64{0.33, 3, 0.36, 0.39}[r], 0.5, other, 900),
+		} {
+			b, err := json.Marshal(v)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, round+"."+name+".json"), b, 0o644))
+		}
+	}
+	var out strings.Builder
+	require.NoError(t, run(dir, &out))
+	assert.Contains(t, out.String(), "| **0.360 µs** (0.330 µs–0.390 µs) | **0.300 µs** (0.300 µs–0.300 µs) | – | **1.20** (1.10–1.30) | – | 3 undisturbed of 4 |")
+	assert.Contains(t, out.String(), "| server CPU/request ÷ (echo floor + plugin call) | not measured | ≤ 1.15 | |")
 }
 
 func TestReportNeedsResults(t *testing.T) {
