@@ -47,8 +47,8 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 # The benchmark suite (bench/README.md): writes results/bench.md, in about
-# six minutes. It pins servers and the load tool to separate CPUs with
-# taskset; BENCHMARKS.md explains the method and the figures.
+# five minutes on a quiet machine. It pins servers and the load tool to
+# separate CPUs with taskset; BENCHMARKS.md explains the method and figures.
 bench:
 	GO=$(GO) CC=$(CC) bench/run.sh
 

@@ -9,7 +9,8 @@
 # plugin (-c 1 -P 1). Idle connections and the in-process Go benchmarks are
 # measured once. Raw results go to $OUT/raw/, the tables to $OUT/bench.md.
 #
-# With the defaults it takes about six minutes.
+# With the defaults it takes about five minutes on a quiet machine; on a
+# busy one each round may first wait up to $QUIET_WAIT seconds for quiet.
 set -eu
 GO=${GO:-go}
 CC=${CC:-cc}
