@@ -7,9 +7,26 @@
  * either header loads in repe-gw and in a Glaze host. See plugins/README.md
  * for how to write, build and load one.
  *
- * Requests and replies are whole REPE frames (48-byte little-endian header,
- * query, body). The host checks repe_plugin_interface_version() before it
- * reads anything else, so a future layout change is refused, not misread.
+ * Requests and replies are whole REPE frames: a 48-byte header, then the
+ * query, then the body. The header's fields, all little-endian:
+ *
+ *   offset size  field
+ *        0    8  length        48 + query_length + body_length
+ *        8    2  spec          magic 0x1507 (bytes 07 15)
+ *       10    1  version       1
+ *       11    1  notify        non-zero: no reply wanted
+ *       12    4  reserved      0 in replies, ignored in requests
+ *       16    8  id            echoed in the reply
+ *       24    8  query_length
+ *       32    8  body_length
+ *       40    2  query_format  0 raw, 1 JSON pointer
+ *       42    2  body_format   0 raw, 1 BEVE, 2 JSON, 3 UTF-8
+ *       44    4  ec            error code, 0 on success
+ *
+ * plugins/README.md says how a reply fills them in.
+ *
+ * The host checks repe_plugin_interface_version() before it reads anything
+ * else, so a future layout change is refused, not misread.
  */
 #ifndef REPE_PLUGIN_H
 #define REPE_PLUGIN_H
