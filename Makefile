@@ -21,7 +21,7 @@ all: build plugins
 plugins: $(PLUGINS)
 
 .SECONDEXPANSION:
-plugins/%.so: $$(wildcard plugins/$$(*D)/*.c) $$(wildcard plugins/$$(*D)/*.h) plugins/include/repe_plugin.h
+plugins/%.so: $$(wildcard plugins/$$(*D)/*.c) $$(wildcard plugins/$$(*D)/*.h) $(wildcard plugins/include/*.h)
 	$(CC) $(PLUGIN_CFLAGS) $(PLUGIN_LDFLAGS) -o $@ $(filter %.c,$^)
 
 # CGO_ENABLED=0: the gateway loads plugins through purego and needs no cgo.

@@ -34,4 +34,15 @@ func TestReadmeExample(t *testing.T) {
 	out, err = p.Call(nil, notifyRequest(99, "/hello/anything", ""))
 	require.NoError(t, err)
 	assert.Empty(t, out)
+
+	// repe_read_request's checks, answered with their codes.
+	badVersion := request(98, "/hello/anything", "")
+	badVersion[repe.OffsetVersion] = 2
+	out, err = p.Call(nil, badVersion)
+	require.NoError(t, err)
+	assert.Equal(t, repe.AppendError(nil, 98, repe.VersionMismatch, "bad frame"), out)
+	truncated := request(97, "/hello/anything", "{}")
+	out, err = p.Call(nil, truncated[:len(truncated)-1])
+	require.NoError(t, err)
+	assert.Equal(t, repe.AppendError(nil, 97, repe.InvalidBody, "bad frame"), out)
 }

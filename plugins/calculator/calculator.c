@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "repe_frame.h"
 #include "repe_plugin.h"
 
 static const repe_plugin_data plugin_info = {
@@ -33,34 +34,12 @@ static const repe_plugin_data plugin_info = {
     .root_path = "/calculator",
 };
 
-/* ---- REPE frame layout (REPE.md §1.1), little-endian ---- */
-
+/*
+ * The frame layout, the REPE error codes 0-9 and the checks of a request
+ * come from repe_frame.h. Beyond those, Glaze's read errors that this plugin
+ * sends (REPE.md §1.2):
+ */
 enum {
-    HEADER_SIZE = 48,
-    OFF_LENGTH = 0,
-    OFF_SPEC = 8,
-    OFF_VERSION = 10,
-    OFF_NOTIFY = 11,
-    OFF_ID = 16,
-    OFF_QUERY_LENGTH = 24,
-    OFF_BODY_LENGTH = 32,
-    OFF_QUERY_FORMAT = 40,
-    OFF_BODY_FORMAT = 42,
-    OFF_EC = 44,
-};
-
-#define REPE_MAGIC 0x1507u
-
-enum { BODY_JSON = 2, BODY_UTF8 = 3 };
-
-/* Glaze's error codes this plugin sends (REPE.md §1.2). */
-enum {
-    EC_NONE = 0,
-    EC_VERSION_MISMATCH = 1,
-    EC_INVALID_HEADER = 2,
-    EC_INVALID_BODY = 4,
-    EC_PARSE_ERROR = 5,
-    EC_METHOD_NOT_FOUND = 6,
     EC_NO_READ_INPUT = 12,
     EC_PARSE_NUMBER_FAILURE = 14,
     EC_EXPECTED_BRACE = 15,
@@ -85,20 +64,6 @@ static const char* ec_name(uint32_t ec) {
     case EC_UNKNOWN_KEY: return "unknown_key";
     }
     return "parse_error";
-}
-
-static uint64_t get_u64(const unsigned char* p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-
-static uint32_t get_u32(const unsigned char* p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le(unsigned char* p, uint64_t v, int n) {
-    for (int i = 0; i < n; i++, v >>= 8) p[i] = (unsigned char)v;
 }
 
 /* ---- the reply buffer ----
@@ -180,38 +145,20 @@ static void put_uint(uint64_t v) {
 static void begin(void) {
     reply.len = 0;
     reply.failed = 0;
-    reserve(HEADER_SIZE);
-    if (!reply.failed) reply.len = HEADER_SIZE;
+    reserve(REPE_HEADER_SIZE);
+    if (!reply.failed) reply.len = REPE_HEADER_SIZE;
 }
 
-/*
- * Completes the reply as Glaze's response builder lays it out (REPE.md
- * §3.5): version 1, notify 0, no query, length = 48 + body.
- */
+/* Completes the reply: its header, as Glaze's response builder lays it out. */
 static repe_buffer finish(uint64_t id, uint32_t ec, uint16_t body_format) {
     if (reply.failed) {
         /* Glaze would catch std::bad_alloc and answer ec 5; so do we, from static memory. */
-        static _Thread_local unsigned char oom[HEADER_SIZE + 13];
-        memset(oom, 0, HEADER_SIZE);
-        put_le(oom + OFF_LENGTH, sizeof oom, 8);
-        put_le(oom + OFF_SPEC, REPE_MAGIC, 2);
-        oom[OFF_VERSION] = 1;
-        put_le(oom + OFF_ID, id, 8);
-        put_le(oom + OFF_BODY_LENGTH, 13, 8);
-        put_le(oom + OFF_BODY_FORMAT, BODY_UTF8, 2);
-        put_le(oom + OFF_EC, EC_PARSE_ERROR, 4);
-        memcpy(oom + HEADER_SIZE, "out of memory", 13);
+        static _Thread_local unsigned char oom[REPE_HEADER_SIZE + 13];
+        repe_write_reply_header(oom, id, REPE_EC_PARSE_ERROR, REPE_BODY_UTF8, 13);
+        memcpy(oom + REPE_HEADER_SIZE, "out of memory", 13);
         return (repe_buffer){(const char*)oom, sizeof oom};
     }
-    unsigned char* h = reply.data;
-    memset(h, 0, HEADER_SIZE);
-    put_le(h + OFF_LENGTH, reply.len, 8);
-    put_le(h + OFF_SPEC, REPE_MAGIC, 2);
-    h[OFF_VERSION] = 1;
-    put_le(h + OFF_ID, id, 8);
-    put_le(h + OFF_BODY_LENGTH, reply.len - HEADER_SIZE, 8);
-    put_le(h + OFF_BODY_FORMAT, body_format, 2);
-    put_le(h + OFF_EC, ec, 4);
+    repe_write_reply_header(reply.data, id, ec, body_format, reply.len - REPE_HEADER_SIZE);
     return (repe_buffer){(const char*)reply.data, reply.len};
 }
 
@@ -224,7 +171,7 @@ static repe_buffer no_reply(void) {
 static repe_buffer error_text(uint64_t id, uint32_t ec, const char* text) {
     begin();
     puts_(text);
-    return finish(id, ec, BODY_UTF8);
+    return finish(id, ec, REPE_BODY_UTF8);
 }
 
 /* ---- numbers as Glaze writes them ----
@@ -466,7 +413,7 @@ static repe_buffer read_error(uint64_t id, int notify, uint32_t ec, const char* 
     if (notify) return no_reply(); /* since Glaze v8.0.0 */
     begin();
     put_error_text(ec, body, n, index);
-    return finish(id, ec, BODY_UTF8);
+    return finish(id, ec, REPE_BODY_UTF8);
 }
 
 /* ---- the calculator ---- */
@@ -498,14 +445,14 @@ static repe_buffer reply_double(uint64_t id, int notify, double v) {
     if (notify) return no_reply();
     begin();
     put_double(v);
-    return finish(id, EC_NONE, BODY_JSON);
+    return finish(id, REPE_EC_OK, REPE_BODY_JSON);
 }
 
 static repe_buffer reply_null(uint64_t id, int notify) {
     if (notify) return no_reply();
     begin();
     puts_("null");
-    return finish(id, EC_NONE, BODY_JSON);
+    return finish(id, REPE_EC_OK, REPE_BODY_JSON);
 }
 
 /* A whole body that is one double: set_value's parameter or a write of value. */
@@ -623,66 +570,51 @@ static enum endpoint lookup(const char* q, size_t n) {
 }
 
 /*
- * Validates the frame as Glaze's parse_request does, in its order and with
- * its texts (REPE.md §2.1-§2.2). These errors are sent even for a notify:
- * the notify byte of a broken header cannot be trusted.
+ * Answers a frame that repe_read_request refused with ec, with Glaze's texts
+ * (REPE.md §2.2). These errors are sent even for a notify: the notify byte of
+ * a broken header cannot be trusted.
  */
-static repe_buffer invalid_frame(const unsigned char* req, uint64_t size, const char** query, uint64_t* ql,
-                                 const char** body, uint64_t* bl) {
-    if (size < HEADER_SIZE) return error_text(0, EC_INVALID_HEADER, "Invalid header");
-    uint64_t id = get_u64(req + OFF_ID);
-    unsigned spec = (unsigned)req[OFF_SPEC] | (unsigned)req[OFF_SPEC + 1] << 8;
+static repe_buffer invalid_frame(uint32_t ec, const repe_header* h, uint64_t size) {
     char text[160];
-    if (spec != REPE_MAGIC) {
-        snprintf(text, sizeof text, "REPE magic number mismatch: expected 0x1507, got 0x%04x", spec);
-        return error_text(id, EC_INVALID_HEADER, text);
-    }
-    if (req[OFF_VERSION] != 1) {
-        snprintf(text, sizeof text, "REPE version mismatch: expected 1, got %u", (unsigned)req[OFF_VERSION]);
-        return error_text(id, EC_VERSION_MISMATCH, text);
-    }
-    uint64_t length = get_u64(req + OFF_LENGTH);
-    *ql = get_u64(req + OFF_QUERY_LENGTH);
-    *bl = get_u64(req + OFF_BODY_LENGTH);
-    if (*ql > UINT64_MAX - HEADER_SIZE || *bl > UINT64_MAX - HEADER_SIZE - *ql) {
+    uint64_t expected;
+    if (size < REPE_HEADER_SIZE) return error_text(0, ec, "Invalid header");
+    if (ec == REPE_EC_INVALID_BODY) return error_text(h->id, ec, "Failed to parse request");
+    if (h->spec != REPE_MAGIC) {
+        snprintf(text, sizeof text, "REPE magic number mismatch: expected 0x1507, got 0x%04x", (unsigned)h->spec);
+    } else if (ec == REPE_EC_VERSION_MISMATCH) {
+        snprintf(text, sizeof text, "REPE version mismatch: expected 1, got %u", (unsigned)h->version);
+    } else if (!repe_frame_length(h, &expected)) {
         snprintf(text, sizeof text, "REPE length overflow: query_length %llu + body_length %llu exceed uint64_t",
-                 (unsigned long long)*ql, (unsigned long long)*bl);
-        return error_text(id, EC_INVALID_HEADER, text);
-    }
-    uint64_t expected = HEADER_SIZE + *ql + *bl;
-    if (length != expected) {
+                 (unsigned long long)h->query_length, (unsigned long long)h->body_length);
+    } else {
         snprintf(text, sizeof text, "REPE length mismatch: expected %llu, got %llu", (unsigned long long)expected,
-                 (unsigned long long)length);
-        return error_text(id, EC_INVALID_HEADER, text);
+                 (unsigned long long)h->length);
     }
-    if (size < expected) return error_text(id, EC_INVALID_BODY, "Failed to parse request");
-    *query = (const char*)req + HEADER_SIZE;
-    *body = *query + *ql;
-    return (repe_buffer){NULL, 0};
+    return error_text(h->id, ec, text);
 }
 
-static repe_buffer handle(const unsigned char* req, uint64_t size) {
-    const char *query = NULL, *body = NULL;
-    uint64_t ql = 0, bl = 0;
-    repe_buffer bad = invalid_frame(req, size, &query, &ql, &body, &bl);
-    if (bad.data) return bad;
+static repe_buffer handle(const char* frame, uint64_t size) {
+    repe_request req;
+    uint32_t bad = repe_read_request(&req, frame, size);
+    if (bad) return invalid_frame(bad, &req.header, size);
 
-    uint64_t id = get_u64(req + OFF_ID);
-    int notify = req[OFF_NOTIFY] != 0;
-    uint32_t req_ec = get_u32(req + OFF_EC);
+    const char *query = req.query, *body = req.body;
+    uint64_t ql = req.header.query_length, bl = req.header.body_length;
+    uint64_t id = req.header.id;
+    int notify = req.header.notify != 0;
     enum endpoint ep = lookup(query, ql);
     if (ep == EP_NONE) {
         if (notify) return no_reply();
         begin();
         puts_("invalid_query: ");
         put(query, ql);
-        return finish(id, EC_METHOD_NOT_FOUND, BODY_UTF8);
+        return finish(id, REPE_EC_METHOD_NOT_FOUND, REPE_BODY_UTF8);
     }
-    if (req_ec != EC_NONE) {
+    if (req.header.ec != REPE_EC_OK) {
         /* A request that carries an error is echoed, not executed (REPE.md §3.1). */
         if (notify) return no_reply();
         begin();
-        return finish(id, req_ec, BODY_UTF8);
+        return finish(id, req.header.ec, REPE_BODY_UTF8);
     }
 
     double v;
@@ -697,7 +629,7 @@ static repe_buffer handle(const unsigned char* req, uint64_t size) {
             puts_("{\"value\":");
             put_double(load_value());
             putc_('}');
-            return finish(id, EC_NONE, BODY_JSON);
+            return finish(id, REPE_EC_OK, REPE_BODY_JSON);
         }
         ec = read_object_body(body, bl, &at);
         if (ec) return read_error(id, notify, ec, body, bl, at);
@@ -744,5 +676,5 @@ repe_buffer repe_plugin_call(const char* request, uint64_t request_size) {
     /* A host need not call init (Glaze's hosts may skip it): set up lazily. */
     pthread_once(&setup_once, setup);
     if (!request) request_size = 0;
-    return handle((const unsigned char*)request, request_size);
+    return handle(request, request_size);
 }
