@@ -13,11 +13,22 @@ import (
 
 // Defaults of the Config fields.
 const (
-	DefaultAddr         = "127.0.0.1:5099"
-	DefaultMaxConns     = 10000
-	DefaultReadTimeout  = 30 * time.Second
-	DefaultInlineBudget = 50 * time.Microsecond
+	DefaultAddr             = "127.0.0.1:5099"
+	DefaultMaxConns         = 10000
+	DefaultReadTimeout      = 30 * time.Second
+	DefaultWriteTimeout     = 30 * time.Second
+	DefaultKeepAlive        = time.Minute
+	DefaultMaxPendingOutput = 4 << 20
+	DefaultMaxPendingInput  = 4 << 20
+	DefaultInlineBudget     = 50 * time.Microsecond
 )
+
+// MaxMessageSizeLimit is the largest MaxMessageSize accepted: a frame must
+// fit in memory, and limits derived from it must not overflow.
+const MaxMessageSizeLimit = 1 << 40
+
+// MaxPluginConcurrency is the largest PluginConcurrency accepted.
+const MaxPluginConcurrency = 1 << 16
 
 // Config configures a Server. The zero value is valid: every field has a
 // documented default.
@@ -35,15 +46,50 @@ type Config struct {
 	// as soon as they are accepted. Default DefaultMaxConns.
 	MaxConns int
 
+	// MaxConnsPerIP limits concurrent connections from one IP address;
+	// further ones are closed as soon as they are accepted, and logged
+	// (rate-limited). Default 0: no limit.
+	MaxConnsPerIP int
+
+	// MaxPendingOutput bounds the replies a connection has not read yet.
+	// While more than this is buffered for it, none of its further requests
+	// are served; serving resumes as the client reads. Default
+	// DefaultMaxPendingOutput.
+	MaxPendingOutput int
+
+	// MaxPendingInput bounds what a connection may send beyond the frame at
+	// the head of its queue while its requests cannot be served: while a
+	// call runs on a worker, or while its replies are unread. A connection
+	// that sends more behind a running call gets that call's reply, an ec 9
+	// error for the first request dropped, and is closed; one that sends
+	// more while it reads nothing is closed as a slow consumer. Default
+	// DefaultMaxPendingInput.
+	MaxPendingInput int
+
+	// WriteTimeout closes, as a slow consumer, a connection whose unread
+	// replies are over MaxPendingOutput and have not shrunk for this long.
+	// Default DefaultWriteTimeout; negative disables it.
+	WriteTimeout time.Duration
+
+	// IdleTimeout closes a connection that has had no request in flight
+	// and nothing buffered for this long. Default 0: never, because RPC
+	// clients keep pooled connections open for long.
+	IdleTimeout time.Duration
+
+	// KeepAlive is the idle time before TCP keep-alive probes start, so that
+	// peers that vanished without closing are found. Default
+	// DefaultKeepAlive; negative disables it.
+	KeepAlive time.Duration
+
 	// ReadTimeout closes a connection that has sent part of a frame and then
 	// nothing for this long. Idle connections between frames are never
 	// closed: Glaze clients keep pooled connections open. Default
 	// DefaultReadTimeout; negative disables it.
 	ReadTimeout time.Duration
 
-	// PluginConcurrency limits the calls into one plugin that run at once.
-	// Default GOMAXPROCS. A limit below the number of event loops makes every
-	// call to that plugin leave the event loop, so the limit always holds.
+	// PluginConcurrency limits the calls into one plugin that run at once,
+	// wherever they run: on event loops and on workers alike. Default
+	// GOMAXPROCS; at most MaxPluginConcurrency.
 	PluginConcurrency int
 
 	// InlineBudget is how long a plugin call may take, on average, and still
@@ -59,10 +105,10 @@ type Config struct {
 	// Logger receives the server's logs. Default: none.
 	Logger *slog.Logger
 
-	// testHook, when set by this package's tests, runs for every request on
-	// the event loop. It lets them prove that a panic while serving closes
-	// only that connection.
-	testHook func(query []byte)
+	// testHook, when set by this package's tests, runs for every framed
+	// request on the event loop, and for every call on a worker. It lets
+	// them prove that a panic while serving closes only that connection.
+	testHook func(query []byte, onWorker bool)
 }
 
 // withDefaults returns c with every unset field given its default.
@@ -78,6 +124,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.MaxPendingOutput == 0 {
+		c.MaxPendingOutput = DefaultMaxPendingOutput
+	}
+	if c.MaxPendingInput == 0 {
+		c.MaxPendingInput = DefaultMaxPendingInput
 	}
 	if c.PluginConcurrency == 0 {
 		c.PluginConcurrency = runtime.GOMAXPROCS(0)
@@ -102,11 +160,26 @@ func (c Config) validate() error {
 	if c.MaxMessageSize < repe.HeaderSize {
 		return fmt.Errorf("gateway: maximum message size %d is below the %d-byte header", c.MaxMessageSize, repe.HeaderSize)
 	}
+	if c.MaxMessageSize > MaxMessageSizeLimit {
+		return fmt.Errorf("gateway: maximum message size %d is over the limit of %d (1 TiB)", c.MaxMessageSize, uint64(MaxMessageSizeLimit))
+	}
 	if c.MaxConns < 0 {
 		return errors.New("gateway: maximum connections must not be negative")
 	}
-	if c.PluginConcurrency < 0 {
-		return errors.New("gateway: plugin concurrency must not be negative")
+	if c.MaxConnsPerIP < 0 {
+		return errors.New("gateway: maximum connections per IP must not be negative")
+	}
+	if c.MaxPendingOutput < 0 || c.MaxPendingOutput > MaxMessageSizeLimit {
+		return fmt.Errorf("gateway: maximum pending output %d is not between 1 and %d", c.MaxPendingOutput, MaxMessageSizeLimit)
+	}
+	if c.MaxPendingInput < 0 || c.MaxPendingInput > MaxMessageSizeLimit {
+		return fmt.Errorf("gateway: maximum pending input %d is not between 1 and %d", c.MaxPendingInput, MaxMessageSizeLimit)
+	}
+	if c.IdleTimeout < 0 {
+		return errors.New("gateway: idle timeout must not be negative")
+	}
+	if c.PluginConcurrency < 0 || c.PluginConcurrency > MaxPluginConcurrency {
+		return fmt.Errorf("gateway: plugin concurrency %d is not between 1 and %d", c.PluginConcurrency, MaxPluginConcurrency)
 	}
 	if c.EventLoops < 0 {
 		return errors.New("gateway: event loops must not be negative")

@@ -1,13 +1,9 @@
 package gateway
 
 import (
-	"encoding/binary"
-	"io"
 	"sync/atomic"
-	_ "unsafe" // for go:linkname
 
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/repe-gw/repe-gw/repe"
 )
@@ -16,38 +12,55 @@ import (
 // a path; Glaze peers may match on it.
 const textNoPlugin = "No plugin registered for path"
 
-// conn is the gateway's state for one client connection. Apart from
-// partialSince, which the sweeper reads, it is used only on the connection's
+// conn is the gateway's state for one client connection. Apart from the
+// atomics, which the sweeper reads, it is used only on the connection's
 // event loop.
 type conn struct {
 	srv  *Server
 	gc   gnet.Conn
 	loop *loop
 
+	// remote is the peer's address, kept here because gnet releases its own
+	// when the connection closes, while the sweeper may still log it.
+	remote string
+	// ip keys the per-address count when MaxConnsPerIP is set.
+	ip string
+
 	// job holds the requests handed to a worker and not yet answered. While
 	// it is set, later requests wait in gnet's buffer: one connection's
 	// requests run one after another, as in Glaze's server, so a client that
-	// writes and then reads sees its own write.
-	job *job
+	// writes and then reads sees its own write. A job whose worker stopped
+	// at the output bound stays here, parked, until the client has read.
+	job    *job
+	parked bool
 
 	// intake is a large frame still arriving, read straight into the job
 	// that will carry it to a worker rather than piled up in gnet's ring
-	// buffer and copied out of it again; intakeLane is its plugin and
-	// intakeLen its length.
-	intake     *job
-	intakeLane *lane
-	intakeLen  int
+	// buffer and copied out of it again; intakeLen is its length.
+	intake    *job
+	intakeLen int
 
-	// overflowed is set when the connection sent more than maxWaiting bytes
-	// while a call ran; overflowID is the id of its first dropped request.
+	// overflowed is set when the connection sent more than it may while a
+	// call ran; overflowID is the id of its first dropped request.
 	overflowed bool
 	overflowID uint64
+
+	// stalled is set while the connection's unread replies are over
+	// MaxPendingOutput: stalledOut is how much was pending when it last
+	// shrank, at coarse time stalledSince.
+	stalled      bool
+	stalledOut   int
+	stalledSince int64
 
 	// partialSince is the coarse time at which bytes of an incomplete frame
 	// last arrived, or 0 when no frame is incomplete; partial says which,
 	// so that the atomic is written only when it changes.
 	partialSince atomic.Int64
 	partial      bool
+
+	// idleSince is the coarse time since which nothing has been in flight,
+	// or 0 while something is; kept only when IdleTimeout is set.
+	idleSince atomic.Int64
 }
 
 // loop is the gateway's state for one gnet event loop, used only on it.
@@ -55,6 +68,51 @@ type loop struct {
 	// out collects a batch's replies, so that they go out in one write.
 	// Shared by the loop's connections, which it serves one at a time.
 	out []byte
+
+	// run is the run of inline calls in progress, kept here so that a panic
+	// in the middle of one still gives its slot back.
+	run inlineRun
+}
+
+// inlineRun is a run of consecutive inline calls into one plugin. It holds
+// one of the plugin's slots throughout, and is timed as a whole: reading the
+// clock costs about as much as a fast plugin call.
+type inlineRun struct {
+	l     *lane
+	calls int
+	start int64
+}
+
+// enter makes the run's plugin l, and reports false when l has no free slot.
+func (r *inlineRun) enter(l *lane, now func() int64) bool {
+	if r.l == l {
+		return true
+	}
+	r.end(now)
+	if !l.tryEnter() {
+		return false
+	}
+	r.l, r.calls, r.start = l, 0, now()
+	return true
+}
+
+// end closes the run, if any: it gives the slot back and reports the timing.
+func (r *inlineRun) end(now func() int64) {
+	if r.l == nil {
+		return
+	}
+	l := r.l
+	r.l = nil
+	l.observeInline(r.calls, now()-r.start)
+	l.leave()
+}
+
+// abandon gives the slot back after a panic, without timing the run.
+func (r *inlineRun) abandon() {
+	if r.l != nil {
+		r.l.leave()
+		r.l = nil
+	}
 }
 
 // largeReply is the size above which a worker's replies are written as
@@ -67,55 +125,40 @@ const maxKeptOut = 1 << 20
 
 // serve answers every complete request buffered on the connection, appending
 // the replies to out, until it runs out of bytes, hands requests to a worker,
-// or meets a frame after which the stream cannot be trusted.
-func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
+// reaches the connection's output bound, or meets a frame after which the
+// stream cannot be trusted. more reports that requests were left for when
+// the client has read.
+func (cs *conn) serve(out []byte) (_ []byte, action gnet.Action, more bool) {
 	s, gc := cs.srv, cs.gc
-	if j := cs.job; j != nil {
+	if j := cs.job; j != nil && !cs.parked {
 		if j.state.Load() != jobDone {
-			return out, cs.wait()
+			return out, cs.wait(), false
 		}
-		if len(j.reply.B) > largeReply {
-			// Written apart rather than copied into the batch first.
-			if len(out) > 0 {
-				_, _ = gc.Write(out)
-				out = out[:0]
-			}
-			_, _ = gc.Write(j.reply.B)
-		} else {
-			out = append(out, j.reply.B...)
-		}
-		failed := j.failed
-		cs.job = nil
-		j.free()
-		if failed {
-			return out, gnet.Close
-		}
-		if cs.overflowed {
-			// Everything after the call just answered was dropped: say so
-			// to the first request dropped, then close.
-			out = repe.AppendError(out, cs.overflowID, repe.ConnectionFailure, s.textOverflow)
-			return out, gnet.Close
+		out, action = cs.collect(out, j)
+		if action != gnet.None {
+			return out, action, false
 		}
 	}
 
+	// Unread replies over the bound: serve nothing more until they shrink.
+	room := s.cfg.MaxPendingOutput - gc.OutboundBuffered() - len(out)
+	if room <= 0 {
+		return out, cs.stall(s.cfg.MaxPendingOutput - room), false
+	}
+	if cs.stalled {
+		cs.unstall()
+	}
+	if cs.parked {
+		cs.parked = false
+		cs.job.reply.B = cs.job.reply.B[:0]
+		cs.job.state.Store(jobRunning)
+		cs.job.lane.submit(cs.job)
+		return out, gnet.None, false
+	}
 	if cs.intake != nil {
 		// The frame read ahead runs as soon as it is whole; what follows it
 		// waits its turn.
-		return out, cs.continueIntake()
-	}
-
-	// Inline calls are timed per run of calls to one plugin, not per call:
-	// reading the clock costs about as much as a fast plugin call.
-	var (
-		run      *lane
-		runCalls int
-		runStart int64
-	)
-	endRun := func(now int64) {
-		if run != nil {
-			run.observeInline(runCalls, now-runStart)
-			run, runCalls = nil, 0
-		}
+		return out, cs.continueIntake(), false
 	}
 
 	// buf holds every buffered byte and stays valid until the Discard
@@ -123,12 +166,17 @@ func (cs *conn) serve(out []byte) ([]byte, gnet.Action) {
 	// them where gnet put them.
 	buf := cs.buffered()
 	if cs.intake != nil {
-		return out, cs.continueIntake()
+		return out, cs.continueIntake(), false
 	}
+	run := &cs.loop.run
 	done := 0
-	action := gnet.None
+	room += len(out)
 loop:
 	for done < len(buf) {
+		if len(out) >= room {
+			more = true
+			break
+		}
 		b := buf[done:]
 		n, err := repe.Split(b, s.cfg.MaxMessageSize)
 		if n == 0 {
@@ -136,7 +184,7 @@ loop:
 				// The stream cannot be framed any further: say why, then
 				// close.
 				e := repe.AsError(err)
-				s.log.Debug("closing connection after a bad frame", "remote", gc.RemoteAddr(), "error", err)
+				s.log.Debug("closing connection after a bad frame", "remote", cs.remote, "error", err)
 				out = repe.AppendError(out, repe.PeekID(b), e.Code, e.Message)
 				action = gnet.Close
 			}
@@ -153,7 +201,7 @@ loop:
 			continue
 		}
 		if s.cfg.testHook != nil {
-			s.cfg.testHook(frame.Query())
+			s.cfg.testHook(frame.Query(), false)
 		}
 		l := s.router.route(frame.Query())
 		switch {
@@ -162,23 +210,16 @@ loop:
 				out = repe.AppendError(out, frame.ID(), repe.MethodNotFound, textNoPlugin)
 			}
 			done += n
-		case l.inline.Load():
-			if run != l {
-				now := nanotime()
-				endRun(now)
-				run, runStart = l, now
-			}
+		case l.inline.Load() && run.enter(l, s.now):
 			out = l.call(out, frame)
-			runCalls++
+			run.calls++
 			done += n
 		default:
 			done += cs.handOff(l, b)
 			break loop
 		}
 	}
-	if run != nil {
-		endRun(nanotime())
-	}
+	run.end(s.now)
 	if done > 0 {
 		_, _ = gc.Discard(done)
 	}
@@ -186,6 +227,7 @@ loop:
 	switch {
 	case action == gnet.Close || cs.job != nil:
 		cs.setPartial(false)
+	case more:
 	case gc.InboundBuffered() > 0:
 		// What is left is the start of a frame: the read timeout runs.
 		cs.setPartial(true)
@@ -195,16 +237,53 @@ loop:
 			action = gnet.Close
 		}
 	}
-	return out, action
+	if s.cfg.IdleTimeout > 0 {
+		cs.trackIdle(done > 0, more)
+	}
+	return out, action, more
+}
+
+// collect appends the replies of the finished job j to out, and either
+// frees j or parks it when the worker stopped at the output bound.
+func (cs *conn) collect(out []byte, j *job) ([]byte, gnet.Action) {
+	s, gc := cs.srv, cs.gc
+	if len(j.reply.B) > largeReply {
+		// Written apart rather than copied into the batch first.
+		if len(out) > 0 {
+			_, _ = gc.Write(out)
+			out = out[:0]
+		}
+		_, _ = gc.Write(j.reply.B)
+	} else {
+		out = append(out, j.reply.B...)
+	}
+	if j.remaining() {
+		cs.parked = true
+		return out, gnet.None
+	}
+	failed := j.failed
+	cs.job = nil
+	j.free()
+	if failed {
+		return out, gnet.Close
+	}
+	if cs.overflowed {
+		// Everything after the call just answered was dropped: say so to
+		// the first request dropped, then close.
+		out = repe.AppendError(out, cs.overflowID, repe.ConnectionFailure, s.textOverflow)
+		return out, gnet.Close
+	}
+	return out, gnet.None
 }
 
 // wait runs on each read while the connection's requests wait for a call on a
 // worker. gnet cannot stop reading a connection, so what arrives meanwhile
 // is buffered: a large frame straight into its own buffer (read ahead, so
-// that it does not pile up in gnet's ring), the rest in gnet. Past
-// maxWaiting bytes the connection is overflowing: from then on what it
-// sends is dropped as it arrives, and once the running call is answered the
-// first request dropped gets an error saying why and the connection closes.
+// that it does not pile up in gnet's ring), the rest in gnet, up to one
+// frame and MaxPendingInput bytes. Past that the connection is overflowing:
+// from then on what it sends is dropped as it arrives, and once the running
+// call is answered the first request dropped gets an error saying why and
+// the connection closes.
 func (cs *conn) wait() gnet.Action {
 	s, gc := cs.srv, cs.gc
 	if !cs.overflowed {
@@ -216,21 +295,22 @@ func (cs *conn) wait() gnet.Action {
 				return gnet.Close
 			}
 		}
-		if gc.InboundBuffered() <= s.maxWaiting {
+		if !cs.inputOver() {
 			return gnet.None
 		}
 		cs.overflowed = true
+		s.stats.floods.Add(1)
 		if cs.intake != nil {
 			cs.overflowID = repe.PeekID(cs.intake.req.B)
 			cs.intake.free()
-			cs.intake, cs.intakeLane = nil, nil
+			cs.intake = nil
 		} else {
 			head, _ := gc.Peek(min(gc.InboundBuffered(), repe.HeaderSize))
 			cs.overflowID = repe.PeekID(head)
 		}
 		s.overflowLog.do(func(suppressed int64) {
 			s.log.Warn("connection sent too much while an earlier request was running; closing it after that request",
-				"remote", gc.RemoteAddr(), "limit", s.maxWaiting, "suppressed", suppressed)
+				"remote", cs.remote, "limit", s.cfg.MaxPendingInput, "suppressed", suppressed)
 		})
 	}
 	_, _ = gc.Discard(gc.InboundBuffered())
@@ -238,135 +318,20 @@ func (cs *conn) wait() gnet.Action {
 	return gnet.None
 }
 
-// buffered returns every byte buffered on the connection, or nil when there
-// is none or the first frame is still arriving. In that case it looks only
-// at the header, so that a large frame is not copied out of gnet's ring
-// buffer on every read while it arrives.
-func (cs *conn) buffered() []byte {
+// inputOver reports whether the connection has buffered more than it may
+// while its requests cannot be served: the frame at the head of its queue,
+// whatever its size up to MaxMessageSize, and MaxPendingInput bytes more.
+func (cs *conn) inputOver() bool {
 	gc := cs.gc
 	avail := gc.InboundBuffered()
-	if avail == 0 {
-		return nil
+	allowed := cs.srv.cfg.MaxPendingInput
+	if cs.intake == nil && avail >= 8 {
+		// The frame at the head is buffered in gnet: allow for it. A length
+		// over MaxMessageSize is refused once the frame is served.
+		hdr, _ := gc.Peek(8)
+		allowed += int(min(repe.Message(hdr).Length(), cs.srv.cfg.MaxMessageSize))
 	}
-	if cs.arriving(avail) {
-		return nil
-	}
-	buf, _ := gc.Peek(avail)
-	return buf
-}
-
-// arriving reports whether the first of the avail buffered bytes start a
-// frame larger than a read that is still incomplete, and then begins its
-// intake when it can.
-func (cs *conn) arriving(avail int) bool {
-	// Up to one read's worth, peeking everything costs at most one copy
-	// per read; beyond that, a large frame may be arriving.
-	if avail <= readBufferCap {
-		return false
-	}
-	hdr, _ := cs.gc.Peek(repe.HeaderSize)
-	if n, err := repe.Split(hdr, cs.srv.cfg.MaxMessageSize); n != 0 || err != nil {
-		return false
-	}
-	length := binary.LittleEndian.Uint64(hdr)
-	if length <= uint64(avail) {
-		return false
-	}
-	cs.startIntake(hdr, int(length), avail)
-	return true
-}
-
-// startIntake begins reading the large frame whose header is hdr straight
-// into a job, once its query has arrived and names a plugin. Frames the
-// gateway answers itself (no plugin, a bad header) are left to be buffered
-// whole, as small ones are.
-func (cs *conn) startIntake(hdr []byte, length, avail int) {
-	if repe.CheckHeader(hdr) != nil {
-		return
-	}
-	end := repe.HeaderSize + int(repe.Message(hdr).QueryLength())
-	if end > avail {
-		return
-	}
-	h, _ := cs.gc.Peek(end)
-	l := cs.srv.router.route(repe.Message(h).Query())
-	if l == nil {
-		return
-	}
-	cs.intake, cs.intakeLane, cs.intakeLen = newJob(cs), l, length
-}
-
-// takeIn moves what has arrived of the intake frame into its job and reports
-// whether the frame is whole. What gnet has buffered is copied; the rest is
-// read from the socket straight into the job, without passing through gnet's
-// read buffer, until the socket has no more. The job's buffer grows fourfold
-// as bytes arrive, never past four times what was received, so memory
-// follows what the peer sent, not what it announced, while a 16 MiB frame
-// costs only about a third of its size in regrowth copies. An error means
-// the peer closed or failed in the middle of the frame.
-func (cs *conn) takeIn() (bool, error) {
-	j, gc := cs.intake, cs.gc
-	if n := min(cs.intakeLen-len(j.req.B), gc.InboundBuffered()); n > 0 {
-		have := len(j.req.B)
-		j.req.B = cs.growIntake(n)
-		k, _ := gc.Read(j.req.B[have : have+n])
-		j.req.B = j.req.B[:have+k]
-	}
-	for len(j.req.B) < cs.intakeLen {
-		have := len(j.req.B)
-		j.req.B = cs.growIntake(min(cs.intakeLen-have, readBufferCap))
-		k, err := unix.Read(gc.Fd(), j.req.B[have:min(cap(j.req.B), cs.intakeLen)])
-		if k > 0 {
-			j.req.B = j.req.B[:have+k]
-			continue
-		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			break
-		}
-		if err == nil {
-			err = io.EOF
-		}
-		return false, err
-	}
-	whole := len(j.req.B) == cs.intakeLen
-	cs.setPartial(!whole)
-	return whole, nil
-}
-
-// growIntake makes room for at least n more bytes in the intake buffer.
-func (cs *conn) growIntake(n int) []byte {
-	b := cs.intake.req.B
-	if want := len(b) + n; want > cap(b) {
-		grown := make([]byte, len(b), min(cs.intakeLen, max(4*cap(b), want)))
-		copy(grown, b)
-		b = grown
-	}
-	return b
-}
-
-// continueIntake reads more of the intake frame and hands it to a worker
-// once it is whole.
-func (cs *conn) continueIntake() gnet.Action {
-	whole, err := cs.takeIn()
-	if err != nil {
-		cs.srv.log.Debug("connection ended inside a frame", "remote", cs.gc.RemoteAddr(), "error", err)
-		return gnet.Close
-	}
-	if whole {
-		cs.submit(cs.intakeLane, cs.intake)
-		cs.intake, cs.intakeLane = nil, nil
-	}
-	return gnet.None
-}
-
-// submit hands j to one of l's workers; the connection waits for it.
-func (cs *conn) submit(l *lane, j *job) {
-	cs.job = j
-	cs.srv.jobs.Add(1)
-	l.submit(j)
+	return avail > allowed
 }
 
 // setPartial records whether an incomplete frame is buffered: the sweeper
@@ -383,13 +348,27 @@ func (cs *conn) setPartial(partial bool) {
 	}
 }
 
+// trackIdle keeps idleSince for the idle timeout: it restarts whenever a
+// request was served and is 0 while anything is in flight or buffered.
+func (cs *conn) trackIdle(served, more bool) {
+	busy := more || cs.job != nil || cs.intake != nil || cs.gc.InboundBuffered() > 0 || cs.gc.OutboundBuffered() > 0
+	switch {
+	case busy:
+		if cs.idleSince.Load() != 0 {
+			cs.idleSince.Store(0)
+		}
+	case served || cs.idleSince.Load() == 0:
+		cs.idleSince.Store(cs.srv.clock.Load())
+	}
+}
+
 // handOff copies the frame at the start of b, and the frames after it that
 // go to the same plugin, out of gnet's buffer and queues them for one of l's
 // workers. It returns the bytes it took.
 func (cs *conn) handOff(l *lane, b []byte) int {
-	j := newJob(cs)
+	j := newJob(cs, l)
 	taken := 0
-	for frames, limit := 0, l.jobFrames(); frames < limit; frames++ {
+	for frames, limit := 0, l.jobFrames(); frames < limit && taken < cs.srv.cfg.MaxPendingInput; frames++ {
 		n, err := repe.Split(b[taken:], cs.srv.cfg.MaxMessageSize)
 		if n == 0 || err != nil || (frames > 0 && cs.srv.router.route(repe.Message(b[taken:taken+n]).Query()) != l) {
 			break
@@ -397,14 +376,7 @@ func (cs *conn) handOff(l *lane, b []byte) int {
 		taken += n
 	}
 	j.req.B = append(j.req.B, b[:taken]...)
-	cs.submit(l, j)
+	cs.job = j
+	l.submit(j)
 	return taken
 }
-
-// nanotime reads the runtime's monotonic clock: one vDSO call, where
-// time.Since makes two (wall and monotonic). Inline runs are timed twice per
-// batch, so on a one-request batch this is a visible part of the gateway's
-// own CPU time.
-//
-//go:linkname nanotime runtime.nanotime
-func nanotime() int64

@@ -33,18 +33,28 @@
 // order, as in Glaze's server. Calls to a plugin that has proven fast run on
 // the event loop that read them (no hand-off at all); calls to a plugin that
 // is slow, or not yet proven, are copied out of gnet's buffer and run on
-// worker goroutines, at most PluginConcurrency at once per plugin, while the
-// event loop serves other connections. See lane for the policy. While a
-// connection's request runs on a worker, what it sends meanwhile is
-// buffered, up to twice MaxMessageSize; past that it is dropped, the running
-// request is answered, the first dropped one gets an error and the
-// connection closes.
+// worker goroutines while the event loop serves other connections. See lane
+// for the policy. Every call, wherever it runs, holds one of the plugin's
+// PluginConcurrency slots, so the limit holds on every path.
 //
-// # Limits and shutdown
+// # Memory per connection
 //
-// MaxConns, ReadTimeout (a connection stalled inside a frame) and
-// MaxMessageSize bound what a peer can hold. A panic while serving a
-// connection closes that connection only. Shutdown finishes the requests
-// already received, closes every connection and stops the event loops; the
-// caller then shuts the plugins down.
+// What a connection may make the gateway hold is bounded whatever it sends
+// or fails to read. Its input, while its requests cannot be served, is one
+// frame and MaxPendingInput bytes: past that, behind a running call, the
+// call is answered, the first request dropped gets ec 9 and the connection
+// closes. Its unread replies are MaxPendingOutput (and one batch): past
+// that none of its requests are served until it reads, and a connection
+// that stays so for WriteTimeout, or sends past its input bound meanwhile,
+// is closed as a slow consumer (backpressure.go).
+//
+// # Limits, timeouts and shutdown
+//
+// MaxConns and MaxConnsPerIP bound connections; ReadTimeout closes a
+// connection stalled inside a frame and IdleTimeout (off by default) one
+// with nothing in flight. A peer that ends its stream after its requests
+// still gets every reply (halfclose.go). A panic while serving a connection
+// closes that connection only. Shutdown finishes the requests already
+// received, closes every connection and stops the event loops; the caller
+// then shuts the plugins down.
 package gateway

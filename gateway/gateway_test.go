@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,8 +117,9 @@ func TestConcurrentConnections(t *testing.T) {
 }
 
 // TestSlowPluginDoesNotStall checks that while one plugin's calls each take
-// 200 ms, requests to another plugin on other connections are answered
-// within a few milliseconds.
+// 200 ms, requests to another plugin on other connections are answered in
+// the meantime, and that the slow calls of different connections run at
+// once.
 func TestSlowPluginDoesNotStall(t *testing.T) {
 	srv, _ := gatewaytest.Serve(t, gateway.Config{EventLoops: 2, PluginConcurrency: 8},
 		gatewaytest.Calculator(t), gatewaytest.TestPlugin(t, "/slow"))
@@ -131,45 +133,48 @@ func TestSlowPluginDoesNotStall(t *testing.T) {
 	}
 
 	const slowConns = 6
-	slowDone := make(chan time.Duration, slowConns)
+	var slowAnswered atomic.Bool
+	var wg sync.WaitGroup
 	for i := range slowConns {
 		c := gatewaytest.Dial(t, srv.Addr())
-		go func() {
-			start := time.Now()
+		c.Send(gatewaytest.Request(0, "/slow/sleep", ""))
+		wg.Go(func() {
 			for j := range 3 {
-				c.Send(gatewaytest.Request(uint64(j), "/slow/sleep", ""))
-				if m := c.Next(); m.EC() != repe.OK {
+				if j > 0 {
+					c.Send(gatewaytest.Request(uint64(j), "/slow/sleep", ""))
+				}
+				m := c.Next()
+				slowAnswered.Store(true)
+				if m.EC() != repe.OK {
 					t.Errorf("slow call %d on connection %d: ec %d", j, i, m.EC())
 				}
 			}
-			slowDone <- time.Since(start)
-		}()
+		})
 	}
 
+	// The slow calls were sent first; had they held the event loops, no
+	// calculator reply could come back before one of them did.
 	fast := make([]*gatewaytest.Conn, 4)
 	for i := range fast {
 		fast[i] = gatewaytest.Dial(t, srv.Addr())
 	}
-	time.Sleep(20 * time.Millisecond) // let the slow calls start
-	var worst time.Duration
+	before := 0
 	for i := range 200 {
 		c := fast[i%len(fast)]
-		start := time.Now()
 		c.Send(gatewaytest.Request(uint64(i), "/calculator/get_value", ""))
-		m := c.Next()
-		worst = max(worst, time.Since(start))
-		require.Equal(t, repe.OK, m.EC())
-		time.Sleep(time.Millisecond)
+		require.Equal(t, repe.OK, c.Next().EC())
+		if !slowAnswered.Load() {
+			before++
+		}
 	}
-	for range slowConns {
-		// Three 200 ms calls in a row on each connection, the connections
-		// in parallel (one after another would take 3.6 s).
-		took := <-slowDone
-		assert.GreaterOrEqual(t, took, 600*time.Millisecond)
-		assert.Less(t, took, 1500*time.Millisecond, "slow calls from different connections did not run in parallel")
-	}
-	t.Logf("slowest calculator reply while slow calls ran: %v", worst)
-	assert.Less(t, worst, 50*time.Millisecond, "a slow plugin stalled the gateway")
+	wg.Wait()
+	t.Logf("%d of 200 calculator replies came while the first slow calls ran", before)
+	assert.GreaterOrEqual(t, before, 50, "a slow plugin stalled the gateway")
+
+	c := gatewaytest.Dial(t, srv.Addr())
+	c.Send(gatewaytest.Request(1, "/slow/inside", ""))
+	m := c.Next()
+	assert.Equal(t, "6", string(m.Body()), "slow calls from different connections did not run at once")
 }
 
 // TestPluginConcurrencyLimit: calls from different connections run in
@@ -180,17 +185,15 @@ func TestPluginConcurrencyLimit(t *testing.T) {
 	for i := range conns {
 		conns[i] = gatewaytest.Dial(t, srv.Addr())
 	}
-	start := time.Now()
 	for i, c := range conns {
 		c.Send(gatewaytest.Request(uint64(i), "/slow/sleep", ""))
 	}
 	for _, c := range conns {
 		c.Next()
 	}
-	// Four 200 ms calls, two at a time: two rounds.
-	took := time.Since(start)
-	assert.GreaterOrEqual(t, took, 400*time.Millisecond, "more than two calls ran at once")
-	assert.Less(t, took, 700*time.Millisecond, "fewer than two calls ran at once")
+	c := conns[0]
+	c.Send(gatewaytest.Request(9, "/slow/inside", ""))
+	assertReply(t, c.Next(), 9, repe.OK, "2")
 }
 
 func TestNotifyGetsNoReply(t *testing.T) {
@@ -323,9 +326,7 @@ func TestStalledHalfFrameIsClosed(t *testing.T) {
 	start := time.Now()
 	stalled.Send(req[:30])
 	stalled.ExpectClosed()
-	took := time.Since(start)
-	assert.GreaterOrEqual(t, took, 200*time.Millisecond)
-	assert.Less(t, took, 2*time.Second)
+	assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "closed before the read timeout")
 
 	// A connection idle between frames is left alone.
 	idle.Send(gatewaytest.Request(3, "/calculator/value", ""))
@@ -419,12 +420,12 @@ func TestLargeFrames(t *testing.T) {
 // error for the first request dropped, then a close; nothing is lost
 // silently and memory stays bounded.
 func TestOverflowBehindSlowCall(t *testing.T) {
-	srv, _ := gatewaytest.Serve(t, gateway.Config{MaxMessageSize: 64 << 10}, gatewaytest.TestPlugin(t, "/slow"))
+	srv, _ := gatewaytest.Serve(t, gateway.Config{MaxPendingInput: 1 << 20}, gatewaytest.TestPlugin(t, "/slow"))
 	c := gatewaytest.Dial(t, srv.Addr())
 	c.Send(gatewaytest.Request(1, "/slow/sleep", ""))
 	body := bytes.Repeat([]byte{'x'}, 32<<10)
 	go func() {
-		for id := uint64(2); id < 200; id++ { // 6 MiB, over the 1 MiB the gateway holds
+		for id := uint64(2); id < 200; id++ { // 6 MiB, over the frame and 1 MiB the gateway holds
 			if _, err := c.Write(repe.AppendMessage(nil, repe.Header{ID: id}, "/slow/echo", body)); err != nil {
 				return
 			}
@@ -434,7 +435,7 @@ func TestOverflowBehindSlowCall(t *testing.T) {
 	m := c.Next()
 	assert.Equal(t, uint64(2), m.ID())
 	assert.Equal(t, repe.ConnectionFailure, m.EC())
-	assert.Contains(t, string(m.Body()), "connection closed: more than 1048576 bytes of requests arrived while an earlier request was running")
+	assert.Contains(t, string(m.Body()), "connection closed: more than 1048576 bytes of requests arrived behind one frame while an earlier request was running")
 	c.ExpectClosed()
 }
 

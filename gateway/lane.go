@@ -2,12 +2,9 @@ package gateway
 
 import (
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/valyala/bytebufferpool"
 
 	"github.com/repe-gw/repe-gw/pluginhost"
 	"github.com/repe-gw/repe-gw/repe"
@@ -43,8 +40,8 @@ const (
 )
 
 // lane is the gateway's side of one plugin: it decides where each call runs
-// and runs the calls that leave the event loop on worker goroutines, at most
-// limit at once.
+// and runs the calls that leave the event loop on worker goroutines. At most
+// limit calls are in the plugin at once, counting both kinds.
 //
 // Calls run on the event loop (inline) while the plugin has proven fast: that
 // costs no hand-off at all. A plugin starts on probation, off the event loop,
@@ -56,7 +53,7 @@ type lane struct {
 	root      string // p.Root(), kept here for the router
 	file      string
 	log       *slog.Logger
-	limit     int
+	limit     int32
 	budget    int64 // ns per call
 	canInline bool
 
@@ -67,9 +64,12 @@ type lane struct {
 	inlineCalls atomic.Int64 // calls run inline since the last promotion
 	avg         atomic.Int64 // moving average ns per call, for sizing jobs
 
-	mu      sync.Mutex
-	queue   []*job
-	running int
+	// busy counts the calls in the plugin, inline and on workers; queued
+	// mirrors len(queue) for readers that do not hold mu.
+	busy   atomic.Int32
+	queued atomic.Int32
+	mu     sync.Mutex
+	queue  []*job
 
 	errLog rateLimited
 }
@@ -80,9 +80,9 @@ func newLane(p *pluginhost.Plugin, cfg *Config) *lane {
 		root:      p.Root(),
 		file:      p.File(),
 		log:       cfg.Logger.With("plugin", p.Name(), "file", p.File()),
-		limit:     cfg.PluginConcurrency,
+		limit:     int32(cfg.PluginConcurrency),
 		budget:    int64(cfg.InlineBudget),
-		canInline: cfg.InlineBudget > 0 && cfg.PluginConcurrency >= cfg.EventLoops,
+		canInline: cfg.InlineBudget > 0,
 	}
 	l.probation.Store(initialProbation)
 	return l
@@ -156,118 +156,6 @@ func (l *lane) call(dst []byte, frame repe.Message) []byte {
 		return repe.AppendError(dst, frame.ID(), e.Code, e.Message)
 	}
 	return out
-}
-
-// submit queues a job for a worker, starting one if fewer than limit run.
-func (l *lane) submit(j *job) {
-	l.mu.Lock()
-	if l.running < l.limit {
-		l.running++
-		l.mu.Unlock()
-		go l.work(j)
-		return
-	}
-	l.queue = append(l.queue, j)
-	l.mu.Unlock()
-}
-
-// work runs j and then whatever is queued, and exits when the queue is empty
-// so that an idle plugin holds no goroutines.
-func (l *lane) work(j *job) {
-	for j != nil {
-		l.runJob(j)
-		l.mu.Lock()
-		if len(l.queue) == 0 {
-			l.running--
-			l.mu.Unlock()
-			return
-		}
-		j = l.queue[0]
-		l.queue[0] = nil
-		l.queue = l.queue[1:]
-		l.mu.Unlock()
-	}
-}
-
-func (l *lane) runJob(j *job) {
-	defer func() {
-		if r := recover(); r != nil {
-			l.log.Error("panic while calling plugin; closing the connection", "panic", r, "stack", string(debug.Stack()))
-			j.failed = true
-		}
-		j.finish()
-	}()
-	reqs := j.req.B
-	for len(reqs) > 0 {
-		frame := repe.Message(reqs[:repe.Message(reqs).Length()])
-		reqs = reqs[len(frame):]
-		start := time.Now()
-		j.reply.B = l.call(j.reply.B, frame)
-		l.observeWorker(int64(time.Since(start)))
-	}
-}
-
-// job is a run of requests from one connection that a worker calls the
-// plugin for, in order. The requests are copied out of gnet's buffer, whose
-// bytes must not leave the event loop.
-type job struct {
-	cs     *conn
-	req    *bytebufferpool.ByteBuffer
-	reply  *bytebufferpool.ByteBuffer
-	state  atomic.Int32
-	failed bool // a panic interrupted the job; written before state
-}
-
-// Job states: a running job becomes done when its worker finishes, or
-// orphaned when its connection closes first. Whoever moves second frees it.
-const (
-	jobRunning int32 = iota
-	jobDone
-	jobOrphaned
-)
-
-func newJob(cs *conn) *job {
-	j, _ := cs.srv.jobPool.Get().(*job)
-	if j == nil {
-		j = new(job)
-	}
-	j.cs = cs
-	j.req = bytebufferpool.Get()
-	j.reply = bytebufferpool.Get()
-	j.state.Store(jobRunning)
-	j.failed = false
-	return j
-}
-
-// finish hands the replies to the connection's event loop, or frees the job
-// when the connection is gone.
-func (j *job) finish() {
-	cs := j.cs
-	if j.state.CompareAndSwap(jobRunning, jobDone) {
-		// Wake runs OnTraffic on the connection's event loop, which writes
-		// the replies and reads on. It fails only when the connection is
-		// closing, and then OnClose frees the job.
-		_ = cs.gc.Wake(nil)
-	} else {
-		j.free()
-	}
-	cs.srv.jobs.Done()
-}
-
-// orphan is called on the event loop when the connection closes while the job
-// is still running.
-func (j *job) orphan() {
-	if !j.state.CompareAndSwap(jobRunning, jobOrphaned) {
-		j.free()
-	}
-}
-
-func (j *job) free() {
-	bytebufferpool.Put(j.req)
-	bytebufferpool.Put(j.reply)
-	pool := &j.cs.srv.jobPool
-	j.cs, j.req, j.reply = nil, nil, nil
-	pool.Put(j)
 }
 
 // rateLimited runs a logging function at most once per interval and counts

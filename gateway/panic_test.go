@@ -37,20 +37,37 @@ func (s *syncBuffer) String() string {
 }
 
 // TestPanicClosesOnlyItsConnection: a Go panic while serving one
-// connection closes that connection, is logged with its stack, and the
-// server goes on serving the others.
+// connection, on its event loop or on a worker, closes that connection, is
+// logged with its stack, gives back the plugin's slot, and the server goes
+// on serving the others.
 func TestPanicClosesOnlyItsConnection(t *testing.T) {
+	for _, where := range []string{"event loop", "worker"} {
+		t.Run(where, func(t *testing.T) { testPanic(t, where == "worker") })
+	}
+}
+
+func testPanic(t *testing.T, onWorker bool) {
 	host, errs := pluginhost.Load([]string{plugintest.Build(t, plugintest.RepoPath("plugins/calculator/calculator.c"))})
 	require.Empty(t, errs)
 	var logs syncBuffer
 	cfg := Config{
 		Addr:   "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		testHook: func(query []byte) {
-			if string(query) == "/calculator/panic" {
+		// One slot: had a panic kept it, nothing would be answered after.
+		PluginConcurrency: 1,
+		testHook: func(query []byte, worker bool) {
+			if bytes.HasSuffix(query, []byte("/panic")) && worker == onWorker {
 				panic("injected for the test")
 			}
 		},
+	}
+	// On the event loop, a query no plugin owns: the loop always looks at
+	// it itself, wherever the calculator's calls run. When they run inline,
+	// the run before it still holds the calculator's one slot.
+	panicQuery := "/elsewhere/panic"
+	if onWorker {
+		cfg.InlineBudget = -1 // every call on a worker
+		panicQuery = "/calculator/panic"
 	}
 	srv, err := New(cfg, host.Plugins())
 	require.NoError(t, err)
@@ -74,11 +91,23 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 	}
 	healthy, doomed := dial(), dial()
 
-	_, err = doomed.Write(request(1, "/calculator/panic"))
+	// A run of fast calls first, so that on the event loop the panic comes
+	// in the middle of an inline run that holds the plugin's slot.
+	var batch []byte
+	for id := range uint64(200) {
+		batch = append(batch, request(id+1, "/calculator/value")...)
+	}
+	_, err = doomed.Write(batch)
+	require.NoError(t, err)
+	_, err = io.ReadFull(doomed, make([]byte, 200*(repe.HeaderSize+1)))
+	require.NoError(t, err)
+	_, err = doomed.Write(append(bytes.Clone(batch[:10*(repe.HeaderSize+len("/calculator/value"))]), request(1, panicQuery)...))
 	require.NoError(t, err)
 	n, err := io.ReadAll(doomed)
 	assert.NoError(t, err, "the connection is closed, not reset")
-	assert.Empty(t, n, "nothing is sent before the close")
+	if onWorker {
+		assert.Len(t, n, 10*(repe.HeaderSize+1), "only the replies before the panic are sent")
+	}
 
 	_, err = healthy.Write(request(2, "/calculator/value"))
 	require.NoError(t, err)
@@ -88,7 +117,11 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 	assert.Equal(t, uint64(2), repe.Message(reply).ID())
 	assert.Equal(t, repe.OK, repe.Message(reply).EC())
 
-	assert.Contains(t, logs.String(), `msg="panic while serving a connection; closing it"`)
+	want := `msg="panic while serving a connection; closing it"`
+	if onWorker {
+		want = `msg="panic while calling plugin; closing the connection"`
+	}
+	assert.Contains(t, logs.String(), want)
 	assert.Contains(t, logs.String(), "panic=\"injected for the test\"")
 	assert.Contains(t, logs.String(), "panic_test.go", "the stack is logged")
 }

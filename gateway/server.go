@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -17,9 +18,6 @@ import (
 	"github.com/repe-gw/repe-gw/pluginhost"
 )
 
-// keepAlive is the idle time before TCP keep-alive probes start.
-const keepAlive = time.Minute
-
 // readBufferCap is gnet's read buffer: the most one read delivers.
 const readBufferCap = 64 << 10
 
@@ -29,11 +27,7 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	router *router
-
-	// maxWaiting bounds what a connection may buffer while its previous
-	// request runs on a worker: memory grows only with bytes actually sent,
-	// and only so far.
-	maxWaiting int
+	epoch  time.Time // now counts from here
 
 	eng    gnet.Engine
 	addr   net.Addr
@@ -42,17 +36,34 @@ type Server struct {
 	runErr error
 
 	draining atomic.Bool
-	clock    atomic.Int64 // coarse nanotime, set by the sweeper
+	clock    atomic.Int64 // coarse now, set by the sweeper
 	stop     chan struct{}
 
+	// mu guards the connections, the event loops' state and the per-address
+	// counts. draining is set under it too, so that a connection accepted
+	// during Shutdown is either refused or seen by it.
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 	loops map[gnet.EventLoop]*loop
+	perIP map[string]int
 
-	jobs        sync.WaitGroup // requests running on workers
+	// stalled holds the connections whose unread replies are over the bound,
+	// for the waker (backpressure.go).
+	stallMu   sync.Mutex
+	stalled   map[*conn]*wakeState
+	stallKick chan struct{}
+
+	// wakeMu keeps wakes from reaching event loops that have stopped.
+	wakeMu  sync.RWMutex
+	stopped bool
+
+	jobs        sync.WaitGroup // requests running on workers or handed over
 	jobPool     sync.Pool
+	stats       counters
 	connsLog    rateLimited
+	perIPLog    rateLimited
 	overflowLog rateLimited
+	slowLog     rateLimited
 
 	// textOverflow answers the first request dropped by a connection that
 	// overflowed maxWaiting.
@@ -75,19 +86,21 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	maxWaiting := int(max(2*cfg.MaxMessageSize, 1<<20))
 	return &Server{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		router:     r,
-		maxWaiting: maxWaiting,
-		textOverflow: fmt.Sprintf("connection closed: more than %d bytes of requests arrived while an earlier request was running; this request and those after it were dropped",
-			maxWaiting),
-		booted: make(chan struct{}),
-		done:   make(chan struct{}),
-		stop:   make(chan struct{}),
-		conns:  make(map[*conn]struct{}),
-		loops:  make(map[gnet.EventLoop]*loop),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		router: r,
+		epoch:  time.Now(),
+		textOverflow: fmt.Sprintf("connection closed: more than %d bytes of requests arrived behind one frame while an earlier request was running; this request and those after it were dropped",
+			cfg.MaxPendingInput),
+		booted:    make(chan struct{}),
+		done:      make(chan struct{}),
+		stop:      make(chan struct{}),
+		conns:     make(map[*conn]struct{}),
+		loops:     make(map[gnet.EventLoop]*loop),
+		perIP:     make(map[string]int),
+		stalled:   make(map[*conn]*wakeState),
+		stallKick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -113,9 +126,14 @@ func (s *Server) Start() error {
 	case <-s.done:
 		return fmt.Errorf("gateway: listen on %s: %w", s.cfg.Addr, s.runErr)
 	}
-	if s.cfg.ReadTimeout > 0 {
-		go s.sweep(min(s.cfg.ReadTimeout/4, time.Second))
+	every := sweepEvery
+	for _, d := range []time.Duration{s.cfg.ReadTimeout, s.cfg.WriteTimeout, s.cfg.IdleTimeout} {
+		if d > 0 {
+			every = min(every, max(d/4, time.Millisecond))
+		}
 	}
+	go s.sweep(every)
+	go s.waker()
 	s.log.Info("listening", "addr", s.addr.String())
 	return nil
 }
@@ -145,7 +163,17 @@ func (s *Server) Err() error {
 // reported in the error, and their plugins must not be shut down. A second
 // call waits for the event loops to stop.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.draining.Swap(true) {
+	s.mu.Lock()
+	again := s.draining.Swap(true)
+	var conns []*conn
+	if !again {
+		conns = make([]*conn, 0, len(s.conns))
+		for cs := range s.conns {
+			conns = append(conns, cs)
+		}
+	}
+	s.mu.Unlock()
+	if again {
 		select {
 		case <-s.done:
 			return nil
@@ -155,12 +183,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	close(s.stop)
 	// Wake every connection: idle ones close at once, busy ones after their
-	// last reply.
-	s.mu.Lock()
-	for cs := range s.conns {
-		_ = cs.gc.Wake(nil)
+	// last reply. OnOpen refuses connections from now on, under the same
+	// lock, so none is missed.
+	for _, cs := range conns {
+		s.wake(cs.gc, nil)
 	}
-	s.mu.Unlock()
 
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -170,6 +197,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+	s.wakeMu.Lock()
+	s.stopped = true
+	s.wakeMu.Unlock()
 	stopErr := s.eng.Stop(ctx)
 	select {
 	case <-s.done:
@@ -190,6 +220,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// wake asks gc's event loop to serve it again, unless the event loops have
+// stopped.
+func (s *Server) wake(gc gnet.Conn, cb gnet.AsyncCallback) {
+	s.wakeMu.RLock()
+	if !s.stopped {
+		_ = gc.Wake(cb)
+	}
+	s.wakeMu.RUnlock()
+}
+
+// now reads the monotonic clock: time.Since of a time with a monotonic
+// reading makes one clock read, as cheap as the runtime's own.
+func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
+
 // loopLocked returns the state of gnet's event loop el; s.mu is held.
 func (s *Server) loopLocked(el gnet.EventLoop) *loop {
 	l := s.loops[el]
@@ -206,39 +250,6 @@ func (s *Server) connCount() int {
 	return len(s.conns)
 }
 
-// sweep advances the coarse clock and closes connections that stalled inside
-// a frame for longer than the read timeout.
-func (s *Server) sweep(every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var stale []*conn
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
-		now := nanotime()
-		s.clock.Store(now)
-		// partialSince was read from the clock as it stood, up to one tick
-		// before the bytes arrived: allow that tick, so that no connection
-		// is closed before ReadTimeout has really passed.
-		deadline := now - int64(s.cfg.ReadTimeout) - int64(every)
-		stale = stale[:0]
-		s.mu.Lock()
-		for cs := range s.conns {
-			if p := cs.partialSince.Load(); p != 0 && p < deadline {
-				stale = append(stale, cs)
-			}
-		}
-		s.mu.Unlock()
-		for _, cs := range stale {
-			s.log.Debug("closing connection stalled inside a frame", "remote", cs.gc.RemoteAddr(), "timeout", s.cfg.ReadTimeout)
-			_ = cs.gc.Close()
-		}
-	}
-}
-
 // handler is Server's gnet.EventHandler, kept apart so that the callbacks
 // are not part of Server's API.
 type handler Server
@@ -252,7 +263,7 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 		return gnet.Shutdown
 	}
 	s.addr = addr
-	s.clock.Store(nanotime())
+	s.clock.Store(s.now())
 	close(s.booted)
 	return gnet.None
 }
@@ -281,32 +292,75 @@ func (h *handler) OnShutdown(gnet.Engine) {}
 
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := (*Server)(h)
-	if s.draining.Load() {
-		return nil, gnet.Close
+	cs := &conn{srv: s, gc: gc, remote: addrString(gc.RemoteAddr())}
+	if s.cfg.MaxConnsPerIP > 0 {
+		cs.ip = ipString(gc.RemoteAddr())
 	}
-	cs := &conn{srv: s, gc: gc}
+	var refused string
 	s.mu.Lock()
-	full := len(s.conns) >= s.cfg.MaxConns
-	if !full {
+	switch {
+	case s.draining.Load():
+		refused = "draining"
+	case len(s.conns) >= s.cfg.MaxConns:
+		refused = "max_conns"
+	case s.cfg.MaxConnsPerIP > 0 && s.perIP[cs.ip] >= s.cfg.MaxConnsPerIP:
+		refused = "max_conns_per_ip"
+	default:
 		cs.loop = s.loopLocked(gc.EventLoop())
 		s.conns[cs] = struct{}{}
+		if s.cfg.MaxConnsPerIP > 0 {
+			s.perIP[cs.ip]++
+		}
 	}
 	s.mu.Unlock()
-	if full {
+	switch refused {
+	case "":
+	case "max_conns":
+		s.stats.maxConnsRefused.Add(1)
 		s.connsLog.do(func(suppressed int64) {
-			s.log.Warn("connection limit reached; closing new connections", "limit", s.cfg.MaxConns, "remote", gc.RemoteAddr(), "suppressed", suppressed)
+			s.log.Warn("connection limit reached; closing new connections", "limit", s.cfg.MaxConns, "remote", cs.remote, "suppressed", suppressed)
 		})
+		return nil, gnet.Close
+	case "max_conns_per_ip":
+		s.stats.perIPRefused.Add(1)
+		s.perIPLog.do(func(suppressed int64) {
+			s.log.Warn("per-address connection limit reached; closing new connections from it", "limit", s.cfg.MaxConnsPerIP, "remote", cs.remote, "suppressed", suppressed)
+		})
+		return nil, gnet.Close
+	default:
 		return nil, gnet.Close
 	}
 	gc.SetContext(cs)
+	if s.cfg.IdleTimeout > 0 {
+		cs.idleSince.Store(s.clock.Load())
+	}
 	// Keep-alive probes find peers that vanished without closing. It is set
 	// here rather than with gnet.WithTCPKeepAlive, which on the listener
 	// hides a failed bind behind "setsockopt: bad file descriptor".
-	if err := gc.SetKeepAlivePeriod(keepAlive); err != nil {
-		s.log.Debug("keep-alive not set", "remote", gc.RemoteAddr(), "error", err)
+	if s.cfg.KeepAlive > 0 {
+		if err := gc.SetKeepAlivePeriod(s.cfg.KeepAlive); err != nil {
+			s.log.Debug("keep-alive not set", "remote", cs.remote, "error", err)
+		}
 	}
-	s.log.Debug("connection opened", "remote", gc.RemoteAddr())
+	s.log.Debug("connection opened", "remote", cs.remote)
 	return nil, gnet.None
+}
+
+// addrString formats a peer's address for logs; nil (a peer already gone)
+// gives "".
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// ipString returns the IP address of a, the key of the per-address limit.
+func ipString(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	return addrString(a)
 }
 
 func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
@@ -315,9 +369,15 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if cs == nil {
 		return gnet.None
 	}
-	if cs.job != nil {
-		cs.job.orphan()
-		cs.job = nil
+	if cs.stalled {
+		cs.unstall()
+	}
+	// The peer ended its stream: answer what it sent before that.
+	if !errors.Is(err, io.EOF) || !cs.handOver() {
+		if cs.job != nil {
+			cs.job.orphan()
+			cs.job = nil
+		}
 	}
 	if cs.intake != nil {
 		cs.intake.free() // never handed to a worker
@@ -325,8 +385,17 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	}
 	s.mu.Lock()
 	delete(s.conns, cs)
+	if cs.ip != "" {
+		if s.perIP[cs.ip]--; s.perIP[cs.ip] <= 0 {
+			delete(s.perIP, cs.ip)
+		}
+	}
 	s.mu.Unlock()
-	s.log.Debug("connection closed", "remote", gc.RemoteAddr(), "error", err)
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.log.Debug("connection closed", "remote", cs.remote, "error", err)
+	} else {
+		s.log.Debug("connection closed", "remote", cs.remote)
+	}
 	return gnet.None
 }
 
@@ -339,12 +408,13 @@ func (h *handler) OnTraffic(gc gnet.Conn) (action gnet.Action) {
 	defer func() {
 		// A bug must cost one connection, not the server (as net/http does).
 		if r := recover(); r != nil {
+			cs.loop.run.abandon()
 			s.log.Error("panic while serving a connection; closing it",
-				"remote", gc.RemoteAddr(), "panic", r, "stack", string(debug.Stack()))
+				"remote", cs.remote, "panic", r, "stack", string(debug.Stack()))
 			action = gnet.Close
 		}
 	}()
-	out, action := cs.serve(cs.loop.out[:0])
+	out, action, more := cs.serve(cs.loop.out[:0])
 	if len(out) > 0 {
 		// One write per batch of replies; gnet keeps what the socket does
 		// not take. On error gnet closes the connection itself.
@@ -354,6 +424,9 @@ func (h *handler) OnTraffic(gc gnet.Conn) (action gnet.Action) {
 		out = nil
 	}
 	cs.loop.out = out
+	if action == gnet.None && (more || cs.parked) {
+		action = cs.afterWrite()
+	}
 	return action
 }
 

@@ -5,8 +5,12 @@
  * the query's last segment:
  *   ping     an empty JSON reply at once
  *   echo     the request's body back, any size, with the request's body format
- *   sleep    sleeps 200 ms, then replies like ping
+ *   sleep    sleeps 200 ms, then replies like ping; counted as count is
  *   notify   replies like ping even to a notify (which the host must drop)
+ *   count    spins briefly while counting the calls inside the plugin at
+ *            once, then replies like ping; any body is ignored
+ *   inside   replies with the most calls ever inside count at once
+ *   fill     replies with as many bytes 'x' as its JSON body says
  *   other    ec 6 "invalid_query: <query>", as a Glaze registry does
  * Built with -DGW_LOG='"/path"', init and shutdown each append a line to
  * that file, so tests can count them across a whole process's life (a path
@@ -15,6 +19,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +89,24 @@ static char* reply(uint64_t id, uint32_t ec, uint16_t bf, const char* body, uint
     return out;
 }
 
+static atomic_int inside, most_inside;
+
+static void enter(void) {
+    int now = atomic_fetch_add(&inside, 1) + 1;
+    int most = atomic_load(&most_inside);
+    while (now > most && !atomic_compare_exchange_weak(&most_inside, &most, now)) {
+    }
+}
+
+static void count_call(void) {
+    enter();
+    /* Stay inside long enough for an overlapping call to be seen, and short
+       enough that the gateway runs these calls inline. */
+    for (volatile int i = 0; i < 2000; i++) {
+    }
+    atomic_fetch_sub(&inside, 1);
+}
+
 static int last_segment_is(const char* q, uint64_t ql, const char* want) {
     size_t n = strlen(want);
     return ql > n && q[ql - n - 1] == '/' && memcmp(q + ql - n, want, n) == 0;
@@ -100,9 +123,28 @@ repe_buffer repe_plugin_call(const char* req, uint64_t size) {
     if (last_segment_is(q, ql, "notify")) {
         return (repe_buffer){reply(id, 0, 2, "", 0), 48};
     }
-    if (last_segment_is(q, ql, "sleep")) {
+    if (last_segment_is(q, ql, "count")) {
+        count_call();
+    } else if (last_segment_is(q, ql, "inside")) {
+        char msg[32];
+        int n = snprintf(msg, sizeof msg, "%d", atomic_load(&most_inside));
+        reply(id, 0, 2, msg, (uint64_t)n);
+        return (repe_buffer){out, notify ? 0 : 48 + (uint64_t)n};
+    } else if (last_segment_is(q, ql, "fill")) {
+        char num[32] = {0};
+        memcpy(num, q + ql, bl < sizeof num - 1 ? bl : sizeof num - 1);
+        uint64_t n = strtoull(num, NULL, 10);
+        char* body = malloc(n ? n : 1);
+        if (body == NULL) abort();
+        memset(body, 'x', n);
+        reply(id, 0, 1, body, n);
+        free(body);
+        return (repe_buffer){out, notify ? 0 : 48 + n};
+    } else if (last_segment_is(q, ql, "sleep")) {
         struct timespec d = {0, 200 * 1000 * 1000};
+        enter();
         nanosleep(&d, NULL);
+        atomic_fetch_sub(&inside, 1);
     } else if (last_segment_is(q, ql, "echo")) {
         reply(id, 0, bf, q + ql, bl);
         return (repe_buffer){out, notify ? 0 : 48 + bl};

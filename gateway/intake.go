@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"encoding/binary"
+	"io"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// buffered returns every byte buffered on the connection, or nil when there
+// is none or the first frame is still arriving. In that case it looks only
+// at the header, so that a large frame is not copied out of gnet's ring
+// buffer on every read while it arrives.
+func (cs *conn) buffered() []byte {
+	gc := cs.gc
+	avail := gc.InboundBuffered()
+	if avail == 0 {
+		return nil
+	}
+	if cs.arriving(avail) {
+		return nil
+	}
+	buf, _ := gc.Peek(avail)
+	return buf
+}
+
+// arriving reports whether the first of the avail buffered bytes start a
+// frame larger than a read that is still incomplete, and then begins its
+// intake when it can.
+func (cs *conn) arriving(avail int) bool {
+	// Up to one read's worth, peeking everything costs at most one copy
+	// per read; beyond that, a large frame may be arriving.
+	if avail <= readBufferCap {
+		return false
+	}
+	hdr, _ := cs.gc.Peek(repe.HeaderSize)
+	if n, err := repe.Split(hdr, cs.srv.cfg.MaxMessageSize); n != 0 || err != nil {
+		return false
+	}
+	length := binary.LittleEndian.Uint64(hdr)
+	if length <= uint64(avail) {
+		return false
+	}
+	cs.startIntake(hdr, int(length), avail)
+	return true
+}
+
+// startIntake begins reading the large frame whose header is hdr straight
+// into a job, once its query has arrived and names a plugin. Frames the
+// gateway answers itself (no plugin, a bad header) are left to be buffered
+// whole, as small ones are.
+func (cs *conn) startIntake(hdr []byte, length, avail int) {
+	if repe.CheckHeader(hdr) != nil {
+		return
+	}
+	end := repe.HeaderSize + int(repe.Message(hdr).QueryLength())
+	if end > avail {
+		return
+	}
+	h, _ := cs.gc.Peek(end)
+	l := cs.srv.router.route(repe.Message(h).Query())
+	if l == nil {
+		return
+	}
+	cs.intake, cs.intakeLen = newJob(cs, l), length
+}
+
+// takeIn moves what has arrived of the intake frame into its job and reports
+// whether the frame is whole. What gnet has buffered is copied; the rest is
+// read from the socket straight into the job, without passing through gnet's
+// read buffer, until the socket has no more. The job's buffer grows fourfold
+// as bytes arrive, never past four times what was received, so memory
+// follows what the peer sent, not what it announced, while a 16 MiB frame
+// costs only about a third of its size in regrowth copies. An error means
+// the peer closed or failed in the middle of the frame.
+func (cs *conn) takeIn() (bool, error) {
+	j, gc := cs.intake, cs.gc
+	if n := min(cs.intakeLen-len(j.req.B), gc.InboundBuffered()); n > 0 {
+		have := len(j.req.B)
+		j.req.B = cs.growIntake(n)
+		k, _ := gc.Read(j.req.B[have : have+n])
+		j.req.B = j.req.B[:have+k]
+	}
+	for len(j.req.B) < cs.intakeLen {
+		have := len(j.req.B)
+		j.req.B = cs.growIntake(min(cs.intakeLen-have, readBufferCap))
+		k, err := unix.Read(gc.Fd(), j.req.B[have:min(cap(j.req.B), cs.intakeLen)])
+		if k > 0 {
+			j.req.B = j.req.B[:have+k]
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err == nil {
+			err = io.EOF
+		}
+		return false, err
+	}
+	whole := len(j.req.B) == cs.intakeLen
+	cs.setPartial(!whole)
+	return whole, nil
+}
+
+// growIntake makes room for at least n more bytes in the intake buffer.
+func (cs *conn) growIntake(n int) []byte {
+	b := cs.intake.req.B
+	if want := len(b) + n; want > cap(b) {
+		grown := make([]byte, len(b), min(cs.intakeLen, max(4*cap(b), want)))
+		copy(grown, b)
+		b = grown
+	}
+	return b
+}
+
+// continueIntake reads more of the intake frame and hands it to a worker
+// once it is whole.
+func (cs *conn) continueIntake() gnet.Action {
+	whole, err := cs.takeIn()
+	if err != nil {
+		cs.srv.log.Debug("connection ended inside a frame", "remote", cs.remote, "error", err)
+		return gnet.Close
+	}
+	if whole {
+		j := cs.intake
+		cs.intake = nil
+		cs.job = j
+		j.lane.submit(j)
+	}
+	return gnet.None
+}
