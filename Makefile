@@ -7,9 +7,11 @@ CFLAGS  ?= -O2 -g -Wall -Wextra -std=c11
 PLUGIN_CFLAGS = $(CFLAGS) -fPIC -fvisibility=hidden -Iplugins/include
 PLUGIN_LDFLAGS = -shared -pthread
 
-# Every directory under plugins/ except include/ is one plugin, built from its
-# C sources into plugins/<name>/<name>.so, next to its source.
-PLUGIN_DIRS := $(filter-out include,$(notdir $(patsubst %/,%,$(wildcard plugins/*/))))
+# Every directory under plugins/ with C sources, except include/, is one
+# plugin, built from them into plugins/<name>/<name>.so, next to its source.
+# Others are skipped: a C++ plugin built by its own command (plugins/README.md)
+# or a folder of notes is no C plugin to build.
+PLUGIN_DIRS := $(filter-out include,$(patsubst plugins/%/,%,$(sort $(dir $(wildcard plugins/*/*.c)))))
 PLUGINS     := $(foreach p,$(PLUGIN_DIRS),plugins/$(p)/$(p).so)
 
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2

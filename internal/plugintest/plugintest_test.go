@@ -2,6 +2,7 @@ package plugintest
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -47,4 +48,40 @@ func TestBuildHonoursCC(t *testing.T) {
 	_, err := BuildTo(t.TempDir(), RepoPath("plugins/calculator/calculator.c"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no-such-compiler-xyz")
+}
+
+// TestMakePlugins runs the Makefile's plugins target on a plugins/ tree of
+// its own: every folder with C sources becomes <name>/<name>.so, and a
+// folder without any is skipped, such as a C++ plugin built by its own
+// command as plugins/README.md shows, or a folder of notes.
+func TestMakePlugins(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make:", err)
+	}
+	dir := t.TempDir()
+	write := func(rel string, data []byte) {
+		path := filepath.Join(dir, filepath.FromSlash(rel))
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, data, 0o644))
+	}
+	for _, h := range []string{"repe_plugin.h", "repe_frame.h"} {
+		b, err := os.ReadFile(RepoPath("plugins/include/" + h))
+		require.NoError(t, err)
+		write("plugins/include/"+h, b)
+	}
+	calc, err := os.ReadFile(RepoPath("plugins/calculator/calculator.c"))
+	require.NoError(t, err)
+	write("plugins/calc/calc.c", calc)
+	write("plugins/calculator-cpp/calculator.cpp", []byte("#error \"make plugins builds C only\"\n"))
+	write("plugins/notes/README.md", []byte("not a plugin\n"))
+
+	cmd := exec.Command("make", "-f", RepoPath("Makefile"), "-C", dir, "plugins")
+	cmd.Env = append(os.Environ(), "MAKEFLAGS=") // not the flags of a make that runs the tests
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.FileExists(t, filepath.Join(dir, "plugins", "calc", "calc.so"))
+	assert.NoFileExists(t, filepath.Join(dir, "plugins", "calculator-cpp", "calculator-cpp.so"))
+	assert.NoFileExists(t, filepath.Join(dir, "plugins", "notes", "notes.so"))
+	assert.NoFileExists(t, filepath.Join(dir, "plugins", "include", "include.so"))
 }
