@@ -1,9 +1,16 @@
 // Package plugintest compiles REPE plugins from C sources during tests, with
 // the flags `make plugins` uses, so that tests load real shared objects.
+//
+// The compiler is $CC, or cc. A test binary built for another architecture
+// (GOARCH=arm64 go test -exec qemu-aarch64, as make test-arm64 runs it)
+// needs a compiler for that architecture, such as CC=aarch64-linux-gnu-gcc;
+// a shared object built for another machine is refused with an error that
+// says so, rather than left for dlopen to reject.
 package plugintest
 
 import (
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -68,7 +75,33 @@ func BuildTo(dir, src string, cflags ...string) (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("plugintest: %s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 	}
+	if err := checkMachine(so, runtime.GOARCH); err != nil {
+		return "", fmt.Errorf("plugintest: %s: %w", strings.Join(cc, " "), err)
+	}
 	return so, nil
+}
+
+// machines maps GOARCH to the ELF machine of its shared objects, for the
+// architectures whose call trampoline pluginhost has.
+var machines = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+
+// checkMachine reports an error when the shared object so is built for
+// another machine than goarch, naming both and the fix.
+func checkMachine(so, goarch string) error {
+	want, ok := machines[goarch]
+	if !ok {
+		return nil
+	}
+	f, err := elf.Open(so)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if f.Machine != want {
+		return fmt.Errorf("built %s for %v, but this test runs on %s (%v): set CC to a compiler for %s",
+			filepath.Base(so), f.Machine, goarch, want, goarch)
+	}
+	return nil
 }
 
 // RepoPath returns the absolute path of rel, a slash-separated path relative

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -41,6 +42,19 @@ func TestBuildToReportsCompilerOutput(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "missing_name", "the compiler's message")
 	assert.Contains(t, err.Error(), "-fvisibility=hidden", "the command line")
+}
+
+func TestCheckMachine(t *testing.T) {
+	t.Parallel()
+	so := Build(t, RepoPath("plugins/calculator/calculator.c"))
+	require.NoError(t, checkMachine(so, runtime.GOARCH), "built for this machine")
+	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	if other == "" {
+		t.Skip("no trampoline for", runtime.GOARCH)
+	}
+	err := checkMachine(so, other)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "set CC to a compiler for "+other)
 }
 
 func TestBuildHonoursCC(t *testing.T) {
