@@ -14,7 +14,13 @@ PLUGIN_LDFLAGS = -shared -pthread
 PLUGIN_DIRS := $(filter-out include,$(patsubst plugins/%/,%,$(sort $(dir $(wildcard plugins/*/*.c)))))
 PLUGINS     := $(foreach p,$(PLUGIN_DIRS),plugins/$(p)/$(p).so)
 
-.PHONY: all plugins build run test lint bench clean
+# The arm64 pass: test binaries cross-built for arm64 run under qemu-user, and
+# build their test plugins with the cross compiler (internal/plugintest reads
+# CC). Debian: apt-get install qemu-user gcc-aarch64-linux-gnu.
+ARM64_CC   ?= aarch64-linux-gnu-gcc
+ARM64_EXEC ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
+
+.PHONY: all plugins build run test test-arm64 lint bench clean
 
 all: build plugins
 
@@ -33,15 +39,25 @@ run: build plugins
 
 # The whole suite, as CI runs it. The no-cgo pass proves that plugins load
 # and serve without cgo; the race pass runs everything under the race
-# detector; benchmarks run once so that they keep compiling and working.
-# Lint comes last, so that no test waits for it.
+# detector; benchmarks run once so that they keep compiling and working; the
+# arm64 pass runs the code that calls C on the other architecture it
+# supports. Lint comes last, so that no test waits for it.
 test:
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 	CGO_ENABLED=0 $(GO) test -count=1 ./pluginhost/ ./gateway/ ./conformance/ ./cmd/repe-gw/
 	$(GO) test -race -shuffle=on -count=1 ./...
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	@$(MAKE) --no-print-directory test-arm64
 	@$(MAKE) --no-print-directory lint
+
+# pluginhost (the call trampoline is assembly per architecture), the gateway
+# and the conformance replay, built for arm64 and run under qemu-user.
+test-arm64:
+	@for tool in $(firstword $(ARM64_CC)) $(firstword $(ARM64_EXEC)); do \
+		command -v $$tool >/dev/null || { echo "test-arm64: $$tool not found (Debian: apt-get install qemu-user gcc-aarch64-linux-gnu)"; exit 1; }; \
+	done
+	CGO_ENABLED=0 GOARCH=arm64 CC="$(ARM64_CC)" $(GO) test -count=1 -exec "$(ARM64_EXEC)" ./pluginhost/ ./gateway/ ./conformance/
 
 # staticcheck is pinned in go.mod as a tool, so it comes with the module's
 # other dependencies and needs no download of its own.
