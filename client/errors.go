@@ -27,11 +27,27 @@ type Error struct {
 	Cause  error       // local cause (context, network); nil when Remote
 }
 
-// Error implements error.
+// Error implements error: "client: <query>: <code name>: <message>", each
+// field left out, with its colon, when it is empty. Dial has no query, a
+// server may send an error without a message, and an Error built by hand
+// may lack Err.
 func (e *Error) Error() string {
-	s := "client: " + e.Query + ": " + e.Err.Code.String()
-	if e.Err.Message != "" {
-		s += ": " + e.Err.Message
+	s := "client"
+	add := func(field string) {
+		if field != "" {
+			s += ": " + field
+		}
+	}
+	add(e.Query)
+	switch {
+	case e.Err != nil:
+		add(e.Err.Code.String())
+		add(e.Err.Message)
+	case e.Cause != nil:
+		add(e.Cause.Error())
+	}
+	if s == "client" {
+		return "client: error"
 	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -65,4 +66,12 @@ func TestReadmeExample(t *testing.T) {
 	assert.ErrorIs(t, err, repe.MethodNotFound)
 	assert.EqualError(t, err, "no calculator at "+empty.Addr().String()+
 		": client: /calculator/increment: method_not_found: No plugin registered for path")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	_, err = increment(ctx, closed)
+	assert.ErrorIs(t, err, repe.ConnectionFailure)
+	assert.EqualError(t, err, "client: connection_failure: dial tcp "+closed+": connect: connection refused")
 }
