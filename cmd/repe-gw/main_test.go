@@ -3,7 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"fmt"
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -51,22 +51,26 @@ type process struct {
 // until it listens.
 func startGateway(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
+	g := start(t, bin, args...)
+	g.waitLog(t, "msg=listening")
+	return g
+}
+
+// start runs bin with args plus a free loopback address.
+func start(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
 	addr := freeAddr(t)
 	g := &process{addr: addr, exited: make(chan struct{})}
 	g.cmd = exec.Command(bin, append(args, "--addr", addr)...)
 	pipe, err := g.cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, g.cmd.Start())
-	listening := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pipe)
 		for sc.Scan() {
 			g.mu.Lock()
 			g.stderr.WriteString(sc.Text() + "\n")
 			g.mu.Unlock()
-			if strings.Contains(sc.Text(), "msg=listening") {
-				close(listening)
-			}
 		}
 		_ = g.cmd.Wait()
 		close(g.exited)
@@ -75,14 +79,32 @@ func startGateway(t *testing.T, bin string, args ...string) *process {
 		_ = g.cmd.Process.Kill()
 		<-g.exited
 	})
-	select {
-	case <-listening:
-	case <-g.exited:
-		t.Fatalf("repe-gw exited before listening:\n%s", g.log())
-	case <-time.After(gatewaytest.Timeout):
-		t.Fatalf("repe-gw did not listen:\n%s", g.log())
-	}
 	return g
+}
+
+// waitLog waits until the process has logged text.
+func (g *process) waitLog(t *testing.T, text string) {
+	t.Helper()
+	deadline := time.After(gatewaytest.Timeout)
+	for !strings.Contains(g.log(), text) {
+		select {
+		case <-g.exited:
+			if !strings.Contains(g.log(), text) {
+				t.Fatalf("repe-gw exited without logging %q:\n%s", text, g.log())
+			}
+		case <-deadline:
+			t.Fatalf("repe-gw did not log %q:\n%s", text, g.log())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// signal sends sig to the process and waits until it has logged that it
+// took it.
+func (g *process) signal(t *testing.T, sig syscall.Signal, logged string) {
+	t.Helper()
+	require.NoError(t, g.cmd.Process.Signal(sig))
+	g.waitLog(t, logged)
 }
 
 func (g *process) dial(t *testing.T) *gatewaytest.Conn {
@@ -97,14 +119,14 @@ func (g *process) log() string {
 	return g.stderr.String()
 }
 
-// wait returns the exit code once the process exits.
-func (g *process) wait(t *testing.T, within time.Duration) int {
+// waitExit returns the exit code once the process exits.
+func (g *process) waitExit(t *testing.T) int {
 	t.Helper()
 	select {
 	case <-g.exited:
 		return g.cmd.ProcessState.ExitCode()
-	case <-time.After(within):
-		t.Fatalf("repe-gw did not exit within %v:\n%s", within, g.log())
+	case <-time.After(gatewaytest.Timeout):
+		t.Fatalf("repe-gw did not exit:\n%s", g.log())
 		return -1
 	}
 }
@@ -117,30 +139,27 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// pluginDir builds the calculator and the gateway test plugin (which logs
-// init and shutdown to events) into a fresh directory, beside a file that is
-// not a plugin at all.
-func pluginDir(t *testing.T, events string) string {
+// pluginDir builds the calculator and a gate plugin at /gate into a fresh
+// directory, beside a file that is not a plugin at all.
+func pluginDir(t *testing.T, g gate) string {
 	t.Helper()
 	dir := t.TempDir()
-	_, err := plugintest.BuildTo(filepath.Join(dir), plugintest.RepoPath("plugins/calculator/calculator.c"))
+	_, err := plugintest.BuildTo(dir, plugintest.RepoPath("plugins/calculator/calculator.c"))
 	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "slow"), 0o755))
-	_, err = plugintest.BuildTo(filepath.Join(dir, "slow"), plugintest.RepoPath("gateway/testdata/gwtest.c"),
-		`-DGW_NAME="slow"`, `-DGW_ROOT="/slow"`, fmt.Sprintf(`-DGW_LOG="%s"`, events))
-	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "gate"), 0o755))
+	g.build(t, filepath.Join(dir, "gate"), "gate", "/gate", false)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.so"), []byte("not a shared object"), 0o644))
 	return dir
 }
 
 func TestServesAndShutsDownOnSignal(t *testing.T) {
 	bin := buildGateway(t)
-	events := filepath.Join(t.TempDir(), "events")
-	g := startGateway(t, bin, "--plugins", pluginDir(t, events))
+	gt := newGate(t)
+	g := startGateway(t, bin, "--plugins", pluginDir(t, gt))
 
 	log := g.log()
 	assert.Regexp(t, `level=INFO msg="plugin loaded" plugin=calculator version=\S* root=/calculator file=\S+calculator.so`, log)
-	assert.Regexp(t, `level=INFO msg="plugin loaded" plugin=slow version=1.0.0 root=/slow file=\S+gwtest\S*.so`, log)
+	assert.Regexp(t, `level=INFO msg="plugin loaded" plugin=gate version=1.0.0 root=/gate file=\S+gate\S*.so`, log)
 	assert.Regexp(t, `level=ERROR msg="plugin refused" file=\S+broken.so reason=`, log)
 	assert.Contains(t, log, "msg=listening addr="+g.addr)
 
@@ -149,37 +168,83 @@ func TestServesAndShutsDownOnSignal(t *testing.T) {
 	assert.Equal(t, "null", string(c.Next().Body()))
 	assert.Equal(t, "3.5", string(c.Next().Body()))
 
-	// A slow call is in flight when the signal comes: it is answered first.
-	c.Send(gatewaytest.Request(3, "/slow/sleep", ""))
-	time.Sleep(50 * time.Millisecond)
-	require.NoError(t, g.cmd.Process.Signal(syscall.SIGTERM))
-	assert.Equal(t, uint64(3), c.Next().ID())
+	// A call is in the plugin when the signal comes: it is answered before
+	// the connection closes, and the plugin is shut down after it returns.
+	c.Send(gatewaytest.Request(3, "/gate/wait", ""))
+	gt.waitEvent(t, "gate wait 3")
+	g.signal(t, syscall.SIGTERM, `msg="shutting down" signal=terminated`)
+	assert.NotContains(t, gt.events(t), "gate shutdown", "not while a call is in it")
+	gt.open(t, "go")
+	reply := c.Next()
+	assert.Equal(t, uint64(3), reply.ID())
+	assert.Equal(t, `"released"`, string(reply.Body()))
 	c.ExpectClosed()
-	assert.Equal(t, exitOK, g.wait(t, gatewaytest.Timeout), g.log())
+	assert.Equal(t, exitOK, g.waitExit(t), g.log())
 
-	got, err := os.ReadFile(events)
-	require.NoError(t, err)
-	assert.Equal(t, "slow init\nslow shutdown\n", string(got), "the plugin is shut down exactly once")
+	assert.Equal(t, "gate init\ngate wait 3\ngate shutdown\n", gt.events(t), "the plugin is shut down exactly once")
 	assert.Contains(t, g.log(), "msg=stopped")
 }
 
+// TestSecondSignalExitsAtOnce holds a call in a plugin that never returns
+// it, and checks that a second signal ends the process while the first
+// still waits for that call: exit status 1, no reply, and no shutdown of
+// the plugin, which is still busy.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	bin := buildGateway(t)
-	g := startGateway(t, bin, "--plugins", pluginDir(t, filepath.Join(t.TempDir(), "events")))
-	var batch []byte
-	for i := range uint64(20) { // 4 s of calls, one after another
-		batch = append(batch, gatewaytest.Request(i, "/slow/sleep", "")...)
-	}
-	g.dial(t).Send(batch)
-	time.Sleep(50 * time.Millisecond)
+	gt := newGate(t)
+	g := startGateway(t, bin, "--plugins", pluginDir(t, gt))
+	c := g.dial(t)
+	c.Send(gatewaytest.Request(1, "/gate/wait", ""))
+	gt.waitEvent(t, "gate wait 1")
 
-	require.NoError(t, g.cmd.Process.Signal(syscall.SIGINT))
-	time.Sleep(50 * time.Millisecond)
-	start := time.Now()
-	require.NoError(t, g.cmd.Process.Signal(syscall.SIGINT))
-	assert.Equal(t, exitFailure, g.wait(t, 2*time.Second))
-	assert.Less(t, time.Since(start), time.Second)
-	assert.Contains(t, g.log(), "second signal: exiting now")
+	g.signal(t, syscall.SIGINT, `msg="shutting down" signal=interrupt`)
+	g.signal(t, syscall.SIGINT, `msg="second signal: exiting now" signal=interrupt`)
+	assert.Equal(t, exitFailure, g.waitExit(t))
+	c.ExpectClosed()
+	assert.Equal(t, "gate init\ngate wait 1\n", gt.events(t), "the call never returned, and the plugin was not shut down")
+	assert.NotContains(t, g.log(), "msg=stopped")
+}
+
+// loadingGateway starts the gateway on two gate plugins, "first" and
+// "second", loaded in that order, and returns once first's init, which
+// waits for init-go, has begun.
+func loadingGateway(t *testing.T) (*process, gate) {
+	t.Helper()
+	bin := buildGateway(t)
+	gt := newGate(t)
+	dir := t.TempDir()
+	gt.build(t, dir, "first", "/first", true)
+	second := gt.build(t, t.TempDir(), "second", "/second", false)
+	g := start(t, bin, "--plugins", dir, "--plugin", second)
+	gt.waitEvent(t, "first init")
+	return g, gt
+}
+
+// TestSignalWhileLoading sends a signal while a plugin's init runs: the
+// gateway takes it at once, lets that init finish (it cannot be cut short),
+// loads no further plugin, shuts the loaded one down, never listens, and
+// exits 0.
+func TestSignalWhileLoading(t *testing.T) {
+	g, gt := loadingGateway(t)
+	g.signal(t, syscall.SIGTERM, `msg="shutting down" signal=terminated`)
+	assert.Equal(t, "first init\n", gt.events(t), "the signal is taken while init still runs")
+
+	gt.open(t, "init-go")
+	assert.Equal(t, exitOK, g.waitExit(t), g.log())
+	assert.Equal(t, "first init\nfirst init done\nfirst shutdown\n", gt.events(t), "second is never loaded")
+	assert.Contains(t, g.log(), `msg="startup stopped: plugins not loaded" count=1`)
+	assert.Contains(t, g.log(), "msg=stopped")
+	assert.NotContains(t, g.log(), "msg=listening")
+}
+
+// TestSecondSignalWhileLoading sends two signals while a plugin's init
+// runs and never lets it finish: the second ends the process anyway.
+func TestSecondSignalWhileLoading(t *testing.T) {
+	g, gt := loadingGateway(t)
+	g.signal(t, syscall.SIGINT, `msg="shutting down" signal=interrupt`)
+	g.signal(t, syscall.SIGINT, `msg="second signal: exiting now" signal=interrupt`)
+	assert.Equal(t, exitFailure, g.waitExit(t))
+	assert.Equal(t, "first init\n", gt.events(t), "init was still running when the process ended")
 }
 
 func TestStartsWithoutPlugins(t *testing.T) {
@@ -192,11 +257,45 @@ func TestStartsWithoutPlugins(t *testing.T) {
 	assert.Equal(t, "No plugin registered for path", string(m.Body()))
 }
 
+// TestPluginNamedTwice names one file through --plugins and --plugin, by
+// other paths and through a link: it loads once, and is not refused as a
+// clash with itself.
+func TestPluginNamedTwice(t *testing.T) {
+	bin := buildGateway(t)
+	dir := t.TempDir()
+	calc, err := plugintest.BuildTo(dir, plugintest.RepoPath("plugins/calculator/calculator.c"))
+	require.NoError(t, err)
+	link := filepath.Join(t.TempDir(), "calc.so")
+	require.NoError(t, os.Symlink(calc, link))
+	other := filepath.Join(dir, "..", filepath.Base(dir), ".", "calculator.so")
+
+	g := startGateway(t, bin, "--plugins", dir, "--plugin", link, "--plugin", other, "--plugin", calc)
+	assert.Equal(t, 1, strings.Count(g.log(), `msg="plugin loaded" plugin=calculator`), g.log())
+	assert.NotContains(t, g.log(), "refused")
+
+	// A file named by --plugin that is a plugin but cannot be served is
+	// refused as in a directory: here, a second calculator at the same root.
+	calc2, err := plugintest.BuildTo(t.TempDir(), plugintest.RepoPath("plugins/calculator/calculator.c"))
+	require.NoError(t, err)
+	g = startGateway(t, bin, "--plugins", dir, "--plugin", calc2)
+	assert.Regexp(t, `level=ERROR msg="plugin refused" file=\S+ reason="pluginhost: root path already claimed`, g.log())
+	c := g.dial(t)
+	c.Send(gatewaytest.Request(1, "/calculator/value", ""))
+	assert.Equal(t, repe.OK, c.Next().EC(), "the first calculator serves")
+}
+
 func TestCommandLineErrors(t *testing.T) {
 	bin := buildGateway(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
+	dir := t.TempDir()
+	notShared := filepath.Join(dir, "notes.so")
+	require.NoError(t, os.WriteFile(notShared, []byte("not a shared object"), 0o644))
+	src := filepath.Join(dir, "lib.c")
+	require.NoError(t, os.WriteFile(src, []byte("int answer(void) { return 42; }\n"), 0o644))
+	noABI := plugintest.Build(t, src)
+	calc := plugintest.Build(t, plugintest.RepoPath("plugins/calculator/calculator.c"))
 
 	tests := []struct {
 		name string
@@ -233,13 +332,24 @@ func TestCommandLineErrors(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud"}, exitUsage, `^repe-gw: --log-level loud: want debug, info, warn or error \(`},
 		{"bad log format", []string{"--log-format", "xml"}, exitUsage, `^repe-gw: --log-format xml: want text or json \(`},
 
-		{"missing plugin dir", []string{"--plugins", filepath.Join(t.TempDir(), "none")}, exitFailure, `^repe-gw: .*none.*no such file or directory$`},
+		{"missing plugin dir", []string{"--plugins", filepath.Join(dir, "none")}, exitFailure, `^repe-gw: .*none.*no such file or directory$`},
+		{"missing plugin file", []string{"--plugin", filepath.Join(dir, "none.so"), "--addr", "127.0.0.1:0"}, exitFailure,
+			`^repe-gw: --plugin ` + regexp.QuoteMeta(filepath.Join(dir, "none.so")) + `: no such file or directory$`},
+		{"plugin file is a directory", []string{"--plugin", dir, "--addr", "127.0.0.1:0"}, exitFailure,
+			`^repe-gw: --plugin ` + regexp.QuoteMeta(dir) + ` is a directory: to load the plugins in it, use --plugins ` + regexp.QuoteMeta(dir) + `$`},
+		{"plugin file is not a shared object", []string{"--plugin", notShared, "--addr", "127.0.0.1:0"}, exitFailure,
+			`^repe-gw: --plugin ` + regexp.QuoteMeta(notShared) + `: pluginhost: cannot open shared object: `},
+		{"plugin file has no plugin ABI", []string{"--plugin", calc, "--plugin", noABI, "--addr", "127.0.0.1:0"}, exitFailure,
+			`^repe-gw: --plugin ` + regexp.QuoteMeta(noABI) + `: pluginhost: missing required symbol repe_plugin_interface_version$`},
 		{"port in use", []string{"--addr", busy.Addr().String()}, exitFailure, `^repe-gw: .*` + regexp.QuoteMeta(busy.Addr().String()) + `.*address already in use$`},
 		{"bad address", []string{"--addr", "nowhere"}, exitFailure, `^repe-gw: gateway: address "nowhere"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(bin, tt.args...)
+			// The deadline fails a gateway that serves instead of exiting.
+			ctx, cancel := context.WithTimeout(context.Background(), gatewaytest.Timeout)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, tt.args...)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
@@ -256,6 +366,23 @@ func TestCommandLineErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPluginNotAPluginStopsLoading checks that a --plugin that is no plugin
+// stops the loading there: the plugins loaded before it are shut down,
+// and the ones after it are never loaded.
+func TestPluginNotAPluginStopsLoading(t *testing.T) {
+	bin := buildGateway(t)
+	gt := newGate(t)
+	before := gt.build(t, t.TempDir(), "before", "/before", false)
+	after := gt.build(t, t.TempDir(), "after", "/after", false)
+	notes := filepath.Join(t.TempDir(), "notes.so")
+	require.NoError(t, os.WriteFile(notes, []byte("notes"), 0o644))
+
+	g := start(t, bin, "--plugin", before, "--plugin", notes, "--plugin", after)
+	assert.Equal(t, exitFailure, g.waitExit(t))
+	assert.Contains(t, g.log(), "repe-gw: --plugin "+notes+": pluginhost: cannot open shared object")
+	assert.Equal(t, "before init\nbefore shutdown\n", gt.events(t))
 }
 
 func TestHelpAndVersion(t *testing.T) {
