@@ -17,30 +17,56 @@ import (
 	"github.com/repe-gw/repe-gw/internal/plugintest"
 )
 
-// callLine is a call in README.md's quick start: the command, then the
-// reply it prints as a comment.
-var callLine = regexp.MustCompile(`^(go run \./cmd/repe [^#]+?)\s+# (.+)$`)
+// readmeSection returns the section of README.md under heading, up to the
+// next heading of its level.
+func readmeSection(t *testing.T, heading string) string {
+	t.Helper()
+	readme, err := os.ReadFile(plugintest.RepoPath("README.md"))
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(readme), "\n"+heading+"\n")
+	require.True(t, ok, "README.md has no %q", heading)
+	section, _, _ = strings.Cut(section, "\n## ")
+	return section
+}
+
+// transcriptStep is one "$ command" line of a console block and the output
+// shown under it.
+type transcriptStep struct {
+	command string
+	output  string
+}
+
+// transcript reads the console blocks of a README section.
+func transcript(section string) []transcriptStep {
+	var steps []transcriptStep
+	in := false
+	for line := range strings.SplitSeq(section, "\n") {
+		switch {
+		case line == "```console":
+			in = true
+		case line == "```":
+			in = false
+		case in && strings.HasPrefix(line, "$ "):
+			steps = append(steps, transcriptStep{command: strings.TrimPrefix(line, "$ ")})
+		case in && len(steps) > 0:
+			steps[len(steps)-1].output += line + "\n"
+		}
+	}
+	return steps
+}
 
 // TestReadmeQuickStart runs what README.md tells a newcomer to run: make run,
-// then the calls shown after it, each of which must print what the README
-// says it prints. It keeps the README honest.
+// then the calls of the console session after it, each of which must print
+// exactly what the README shows. It keeps the README honest.
 func TestReadmeQuickStart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the project with make")
 	}
 	root := plugintest.RepoPath("")
-	readme, err := os.ReadFile(plugintest.RepoPath("README.md"))
-	require.NoError(t, err)
-	require.Contains(t, string(readme), "make run     # builds the example plugins and the gateway; serves on 127.0.0.1:5099")
-	require.Contains(t, string(readme), "make test    # the whole suite")
-
-	var calls [][]string
-	sc := bufio.NewScanner(strings.NewReader(string(readme)))
-	for sc.Scan() {
-		if m := callLine.FindStringSubmatch(sc.Text()); m != nil {
-			calls = append(calls, m[1:])
-		}
-	}
+	section := readmeSection(t, "## Quick start")
+	require.Contains(t, section, "make run     # builds the example plugins and the gateway; serves on 127.0.0.1:5099")
+	require.Contains(t, section, "make test    # the whole suite")
+	calls := transcript(section)
 	require.NotEmpty(t, calls, "README.md shows no call")
 
 	// make run, on a free port instead of 5099 so that the test cannot
@@ -74,31 +100,16 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 
 	for _, c := range calls {
-		cmd := exec.Command("sh", "-c", c[0])
+		require.True(t, strings.HasPrefix(c.command, "go run ./cmd/repe "), "a call, not %q", c.command)
+		cmd := exec.Command("sh", "-c", c.command)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "REPE_ADDR="+addr)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr // where go run would say what it downloads
 		got, err := cmd.Output()
-		require.NoError(t, err, c[0])
-		assert.Equal(t, squeeze(c[1]), squeeze(string(got)), c[0])
+		require.NoError(t, err, "%s\n%s", c.command, stderr.String())
+		assert.Equal(t, c.output, string(got), c.command)
 	}
-}
-
-// squeeze drops white space, so that a pretty-printed reply compares equal
-// to its one-line form in the README.
-func squeeze(s string) string {
-	return strings.Join(strings.Fields(s), "")
-}
-
-// readmeSection returns the section of README.md under heading, up to the
-// next heading of its level.
-func readmeSection(t *testing.T, heading string) string {
-	t.Helper()
-	readme, err := os.ReadFile(plugintest.RepoPath("README.md"))
-	require.NoError(t, err)
-	_, section, ok := strings.Cut(string(readme), "\n"+heading+"\n")
-	require.True(t, ok, "README.md has no %q", heading)
-	section, _, _ = strings.Cut(section, "\n## ")
-	return section
 }
 
 // flagRow is a row of the README's flag table: `--name PLACEHOLDER`, and
