@@ -92,6 +92,14 @@ type Config struct {
 	// GOMAXPROCS; at most MaxPluginConcurrency.
 	PluginConcurrency int
 
+	// Deadline is the default of every plugin's Policy.Deadline: how long
+	// a call may take before its caller gets ec 7. Default 0: none.
+	Deadline time.Duration
+
+	// Policies holds the policy of each plugin that has one, by the
+	// plugin's root; the others take every default (see Policy).
+	Policies map[string]Policy
+
 	// InlineBudget is how long a plugin call may take, on average, and still
 	// run on the event loop that read the request. Plugins whose calls take
 	// longer run on worker goroutines, so that they never stall other
@@ -174,6 +182,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxPendingInput < 0 || c.MaxPendingInput > MaxMessageSizeLimit {
 		return fmt.Errorf("gateway: maximum pending input %d is not between 1 and %d", c.MaxPendingInput, MaxMessageSizeLimit)
+	}
+	if c.Deadline < 0 {
+		return errors.New("gateway: deadline must not be negative")
 	}
 	if c.IdleTimeout < 0 {
 		return errors.New("gateway: idle timeout must not be negative")

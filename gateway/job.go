@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,7 @@ type job struct {
 	req    *bytebufferpool.ByteBuffer
 	reply  *bytebufferpool.ByteBuffer
 	off    int // bytes of req answered so far
+	reqs   int // requests counted against the plugin's queue limit
 	state  atomic.Int32
 	failed bool // a panic or a bad frame interrupted the job; written before state
 
@@ -49,7 +51,7 @@ func newJob(cs *conn, l *lane) *job {
 	j.cs, j.lane = cs, l
 	j.req = bytebufferpool.Get()
 	j.reply = bytebufferpool.Get()
-	j.off = 0
+	j.off, j.reqs = 0, 0
 	j.state.Store(jobRunning)
 	j.failed = false
 	j.done = nil
@@ -95,14 +97,67 @@ func (j *job) free() {
 }
 
 // submit queues j for one of l's workers, and starts one when a slot of the
-// plugin's concurrency limit is free.
+// plugin's concurrency limit is free. A job the plugin's policy refuses is
+// answered at once with ec 8 (see Policy).
 func (l *lane) submit(j *job) {
 	j.cs.srv.jobs.Add(1)
+	if l.deadline > 0 {
+		switch {
+		case l.stuck.Load() >= l.limit:
+			l.refuse(j, l.textStuck)
+			return
+		case !l.breaker.allow(l.srv.now()):
+			l.refuse(j, l.textOpen)
+			return
+		}
+	}
 	l.mu.Lock()
+	if l.queueLimit > 0 {
+		j.reqs = countFrames(j.req.B[j.off:])
+		if (len(l.queue) > 0 || l.busy.Load() >= l.limit) && l.queuedReqs+j.reqs > l.queueLimit {
+			l.mu.Unlock()
+			l.refuse(j, l.textQueue)
+			return
+		}
+		l.queuedReqs += j.reqs
+	}
 	l.queue = append(l.queue, j)
 	l.queued.Store(int32(len(l.queue)))
 	l.startLocked()
 	l.mu.Unlock()
+}
+
+// refuse answers every request left in j with ec 8 and text, without
+// calling the plugin.
+func (l *lane) refuse(j *job, text string) {
+	for b := j.req.B[j.off:]; len(b) > 0; {
+		m := repe.Message(b)
+		n := m.Length()
+		if len(b) < repe.HeaderSize || n < repe.HeaderSize || n > uint64(len(b)) {
+			break
+		}
+		if !m.Notify() {
+			j.reply.B = repe.AppendError(j.reply.B, m.ID(), repe.SendError, text)
+		}
+		l.refused.Add(1)
+		b = b[n:]
+	}
+	j.off = len(j.req.B)
+	j.finish()
+}
+
+// countFrames counts the frames in b, which were framed before.
+func countFrames(b []byte) int {
+	n := 0
+	for len(b) >= repe.HeaderSize {
+		k := repe.Message(b).Length()
+		if k < repe.HeaderSize || k > uint64(len(b)) {
+			break
+		}
+		b = b[k:]
+		n++
+	}
+	return n
 }
 
 // startLocked starts a worker for each queued job that a free slot allows;
@@ -118,6 +173,7 @@ func (l *lane) popLocked() *job {
 	l.queue[0] = nil
 	l.queue = l.queue[1:]
 	l.queued.Store(int32(len(l.queue)))
+	l.queuedReqs -= j.reqs
 	return j
 }
 
@@ -152,8 +208,15 @@ func (l *lane) leave() {
 // work runs j and then whatever is queued, holding one slot throughout, and
 // exits when the queue is empty so that an idle plugin holds no goroutines.
 func (l *lane) work(j *job) {
+	var w *watch
+	if l.deadline > 0 {
+		w = newWatch(l)
+		defer w.timer.Stop()
+	}
 	for {
-		l.runJob(j)
+		if l.runJob(j, w) {
+			j.finish()
+		}
 		l.mu.Lock()
 		if len(l.queue) == 0 {
 			l.busy.Add(-1)
@@ -165,15 +228,22 @@ func (l *lane) work(j *job) {
 	}
 }
 
-func (l *lane) runJob(j *job) {
+// runJob calls the plugin for the requests of j, and reports whether j is
+// still this worker's to finish: it is not when a call passed its deadline
+// and the job went on without it.
+func (l *lane) runJob(j *job, w *watch) (owned bool) {
+	owned = true
 	defer func() {
 		if r := recover(); r != nil {
 			l.log.Error("panic while calling plugin; closing the connection", "panic", r, "stack", string(debug.Stack()))
+			if w != nil && !w.abandon() {
+				owned = false // the deadline passed first: the job went on
+				return
+			}
 			j.failed = true
 		}
-		j.finish()
 	}()
-	maxOut := j.cs.srv.cfg.MaxPendingOutput
+	maxOut := l.srv.cfg.MaxPendingOutput
 	for j.off < len(j.req.B) && len(j.reply.B) < maxOut {
 		reqs := j.req.B[j.off:]
 		// The frames were framed on the event loop before they were copied,
@@ -183,15 +253,132 @@ func (l *lane) runJob(j *job) {
 		if len(reqs) < repe.HeaderSize || n < repe.HeaderSize || n > uint64(len(reqs)) {
 			l.log.Error("a job's frames do not frame; closing the connection", "offset", j.off, "length", n)
 			j.failed = true
-			return
+			return true
 		}
 		frame := repe.Message(reqs[:n])
-		if h := j.cs.srv.cfg.testHook; h != nil {
+		if h := l.srv.cfg.testHook; h != nil {
 			h(frame.Query(), true)
 		}
 		start := time.Now()
-		j.reply.B = l.call(j.reply.B, frame)
+		if w == nil {
+			j.reply.B = l.call(j.reply.B, frame)
+		} else if owned = w.call(j, frame); !owned {
+			return false
+		}
 		l.observeWorker(int64(time.Since(start)))
 		j.off += int(n)
 	}
+	return true
+}
+
+// watch is a worker's deadline timer. Its call runs the plugin into a
+// buffer of its own, so that when the deadline passes first, the job can go
+// on elsewhere while this worker's thread is still in the plugin.
+type watch struct {
+	l       *lane
+	timer   *time.Timer
+	scratch []byte
+
+	mu     sync.Mutex
+	j      *job  // the job of the call in progress; nil between calls
+	start  int64 // when it started, in server time
+	frame  repe.Message
+	passed bool // the deadline passed first
+	// keep is the request buffer of a call that passed its deadline: the
+	// plugin may still read it, so it is freed only when the call returns.
+	keep *bytebufferpool.ByteBuffer
+}
+
+func newWatch(l *lane) *watch {
+	w := &watch{l: l}
+	w.timer = time.AfterFunc(time.Hour, w.expire)
+	w.timer.Stop()
+	return w
+}
+
+// call calls the plugin for frame, a request of j, and reports whether j is
+// still this worker's: false when the deadline passed first.
+func (w *watch) call(j *job, frame repe.Message) bool {
+	l := w.l
+	w.mu.Lock()
+	w.j, w.start, w.frame, w.passed = j, l.srv.now(), frame, false
+	w.mu.Unlock()
+	w.timer.Reset(time.Duration(l.deadline))
+	w.scratch = l.call(w.scratch[:0], frame)
+	w.timer.Stop()
+	w.mu.Lock()
+	passed, keep := w.passed, w.keep
+	w.j, w.keep = nil, nil
+	w.mu.Unlock()
+	if passed {
+		bytebufferpool.Put(keep)
+		l.stuck.Add(-1)
+		l.late.Add(1)
+		return false
+	}
+	l.breaker.success()
+	j.reply.B = append(j.reply.B, w.scratch...)
+	return true
+}
+
+// abandon ends the call in progress after a panic, and reports whether its
+// job is still this worker's.
+func (w *watch) abandon() bool {
+	w.timer.Stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.passed {
+		bytebufferpool.Put(w.keep)
+		w.keep = nil
+		w.l.stuck.Add(-1)
+		return false
+	}
+	w.j = nil
+	return true
+}
+
+// expire runs when the deadline timer fires: it answers the call in
+// progress with ec 7 and lets its job go on without this worker.
+func (w *watch) expire() {
+	l := w.l
+	now := l.srv.now()
+	w.mu.Lock()
+	j := w.j
+	if j == nil || now-w.start < l.deadline {
+		// The call returned, or this is an earlier call's timer that fired
+		// as it returned.
+		w.mu.Unlock()
+		return
+	}
+	frame := w.frame
+	id, notify, query := frame.ID(), frame.Notify(), string(frame.Query())
+	w.j, w.passed = nil, true
+	// The plugin may go on reading the request: the stuck call keeps the
+	// buffer, and the job goes on with a copy of the requests after it.
+	w.keep = j.req
+	j.req = bytebufferpool.Get()
+	j.req.B = append(j.req.B, w.keep.B[j.off+len(frame):]...)
+	j.off = 0
+	w.mu.Unlock()
+
+	l.stuck.Add(1)
+	l.timeouts.Add(1)
+	opened := l.breaker.failure(now)
+	l.timeoutLog.do(func(suppressed int64) {
+		l.log.Warn("plugin call passed its deadline; its caller gets ec 7", "query", query,
+			"deadline", time.Duration(l.deadline), "stuck", l.stuck.Load(), "suppressed", suppressed)
+	})
+	if opened {
+		l.log.Error("plugin circuit opened: its requests are refused for the cooldown", "timeouts", l.breaker.failures)
+	}
+	if !notify {
+		j.reply.B = repe.AppendError(j.reply.B, id, repe.Timeout, l.textTimeout)
+	}
+	if j.remaining() && len(j.reply.B) < l.srv.cfg.MaxPendingOutput {
+		srv := l.srv
+		l.submit(j) // the rest, on another worker
+		srv.jobs.Done()
+		return
+	}
+	j.finish()
 }

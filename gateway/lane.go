@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -49,6 +50,7 @@ const (
 // overruns the budget sends it back. Requests of one connection always run one
 // after another, in order, wherever they run, as Glaze's own server does.
 type lane struct {
+	srv       *Server
 	plugin    *pluginhost.Plugin
 	root      string // p.Root(), kept here for the router
 	file      string
@@ -56,6 +58,17 @@ type lane struct {
 	limit     int32
 	budget    int64 // ns per call
 	canInline bool
+
+	// The plugin's policy: deadline in ns (0: none), queue limit in
+	// requests (0: none), its circuit, and the texts of its refusals,
+	// formatted once.
+	deadline    int64
+	queueLimit  int
+	breaker     *breaker
+	textTimeout string
+	textQueue   string
+	textOpen    string
+	textStuck   string
 
 	inline      atomic.Bool
 	streak      atomic.Int64 // consecutive fast calls off the loop
@@ -70,19 +83,42 @@ type lane struct {
 	queued atomic.Int32
 	mu     sync.Mutex
 	queue  []*job
+	// queuedReqs counts the requests of the queued jobs; kept only with a
+	// queue limit.
+	queuedReqs int
 
-	errLog rateLimited
+	// What happened to the plugin's calls, for Server.PluginStats.
+	timeouts atomic.Uint64
+	stuck    atomic.Int32
+	late     atomic.Uint64
+	refused  atomic.Uint64
+
+	errLog     rateLimited
+	timeoutLog rateLimited
 }
 
-func newLane(p *pluginhost.Plugin, cfg *Config) *lane {
+func newLane(srv *Server, p *pluginhost.Plugin, pol Policy) *lane {
+	cfg := &srv.cfg
 	l := &lane{
-		plugin:    p,
-		root:      p.Root(),
-		file:      p.File(),
-		log:       cfg.Logger.With("plugin", p.Name(), "file", p.File()),
-		limit:     int32(cfg.PluginConcurrency),
-		budget:    int64(cfg.InlineBudget),
-		canInline: cfg.InlineBudget > 0,
+		srv:        srv,
+		plugin:     p,
+		root:       p.Root(),
+		file:       p.File(),
+		log:        cfg.Logger.With("plugin", p.Name(), "file", p.File()),
+		limit:      int32(pol.Concurrency),
+		budget:     int64(cfg.InlineBudget),
+		canInline:  cfg.InlineBudget > 0 && pol.Deadline == 0,
+		deadline:   int64(pol.Deadline),
+		queueLimit: pol.Queue,
+		breaker:    newBreaker(pol),
+		textTimeout: fmt.Sprintf("timeout: plugin %s did not answer within its deadline of %v; its late reply will be discarded",
+			p.Name(), pol.Deadline),
+		textQueue: fmt.Sprintf("send_error: plugin %s is busy: %d requests already wait for it; this one was not sent and is safe to retry",
+			p.Name(), pol.Queue),
+		textOpen: fmt.Sprintf("send_error: plugin %s is failing: its circuit opened after %d timeouts within %v; this request was not sent and is safe to retry",
+			p.Name(), pol.CircuitFailures, pol.CircuitWindow),
+		textStuck: fmt.Sprintf("send_error: every one of plugin %s's %d slots is stuck in a call past its deadline; this request was not sent and is safe to retry",
+			p.Name(), pol.Concurrency),
 	}
 	l.probation.Store(initialProbation)
 	return l

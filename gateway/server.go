@@ -27,6 +27,7 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	router *router
+	lanes  []*lane   // in the order New got the plugins
 	epoch  time.Time // now counts from here
 
 	eng    gnet.Engine
@@ -78,19 +79,10 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	lanes := make([]*lane, len(plugins))
-	for i, p := range plugins {
-		lanes[i] = newLane(p, &cfg)
-	}
-	r, err := newRouter(lanes)
-	if err != nil {
-		return nil, err
-	}
-	return &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		router: r,
-		epoch:  time.Now(),
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		epoch: time.Now(),
 		textOverflow: fmt.Sprintf("connection closed: more than %d bytes of requests arrived behind one frame while an earlier request was running; this request and those after it were dropped",
 			cfg.MaxPendingInput),
 		booted:    make(chan struct{}),
@@ -101,7 +93,21 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 		perIP:     make(map[string]int),
 		stalled:   make(map[*conn]*wakeState),
 		stallKick: make(chan struct{}, 1),
-	}, nil
+	}
+	lanes := make([]*lane, len(plugins))
+	for i, p := range plugins {
+		pol := cfg.Policies[p.Root()].withDefaults(&s.cfg)
+		if err := pol.validate(p.Root()); err != nil {
+			return nil, err
+		}
+		lanes[i] = newLane(s, p, pol)
+	}
+	r, err := newRouter(lanes)
+	if err != nil {
+		return nil, err
+	}
+	s.router, s.lanes = r, lanes
+	return s, nil
 }
 
 // Start listens on the configured address and serves in the background. It

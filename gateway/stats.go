@@ -42,3 +42,47 @@ func (s *Server) Stats() Stats {
 		PerIPRefused:    s.stats.perIPRefused.Load(),
 	}
 }
+
+// PluginStats counts what happened to one plugin's calls.
+type PluginStats struct {
+	Name, Root string
+	// InFlight is how many calls are in the plugin now, stuck ones included.
+	InFlight int
+	// Timeouts counts calls answered ec 7 at their deadline; Stuck is how
+	// many of those are still in the plugin; Late counts those that
+	// returned since, their replies discarded.
+	Timeouts uint64
+	Stuck    int
+	Late     uint64
+	// Refused counts requests answered ec 8 without calling the plugin:
+	// queue full, circuit open, every slot stuck.
+	Refused uint64
+	// CircuitOpen tells whether the circuit is open now; CircuitOpened
+	// counts the times it opened.
+	CircuitOpen   bool
+	CircuitOpened uint64
+	// DroppedNotifyReplies counts replies the plugin returned to notify
+	// requests, which are never sent.
+	DroppedNotifyReplies uint64
+}
+
+// PluginStats returns the counts of every plugin, in the order New got
+// them.
+func (s *Server) PluginStats() []PluginStats {
+	out := make([]PluginStats, len(s.lanes))
+	for i, l := range s.lanes {
+		out[i] = PluginStats{
+			Name:                 l.plugin.Name(),
+			Root:                 l.root,
+			InFlight:             int(l.busy.Load()),
+			Timeouts:             l.timeouts.Load(),
+			Stuck:                int(l.stuck.Load()),
+			Late:                 l.late.Load(),
+			Refused:              l.refused.Load(),
+			CircuitOpen:          l.breaker.state.Load() != circuitClosed,
+			CircuitOpened:        l.breaker.opened.Load(),
+			DroppedNotifyReplies: l.plugin.DroppedNotifyReplies(),
+		}
+	}
+	return out
+}

@@ -11,6 +11,8 @@
  *            once, then replies like ping; any body is ignored
  *   inside   replies with the most calls ever inside count at once
  *   fill     replies with as many bytes 'x' as its JSON body says
+ *   nap      sleeps as many milliseconds as its JSON body says, then replies
+ *            like ping; counted as count is
  *   other    ec 6 "invalid_query: <query>", as a Glaze registry does
  * Built with -DGW_LOG='"/path"', init and shutdown each append a line to
  * that file, so tests can count them across a whole process's life (a path
@@ -140,6 +142,14 @@ repe_buffer repe_plugin_call(const char* req, uint64_t size) {
         reply(id, 0, 1, body, n);
         free(body);
         return (repe_buffer){out, notify ? 0 : 48 + n};
+    } else if (last_segment_is(q, ql, "nap")) {
+        char num[32] = {0};
+        memcpy(num, q + ql, bl < sizeof num - 1 ? bl : sizeof num - 1);
+        long ms = strtol(num, NULL, 10);
+        struct timespec d = {ms / 1000, (ms % 1000) * 1000 * 1000};
+        enter();
+        nanosleep(&d, NULL);
+        atomic_fetch_sub(&inside, 1);
     } else if (last_segment_is(q, ql, "sleep")) {
         struct timespec d = {0, 200 * 1000 * 1000};
         enter();
