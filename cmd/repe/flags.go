@@ -26,11 +26,12 @@ Commands:
                                 send without waiting; the server sends no reply
 
 Flags (before or after the command):
-  --addr ADDR      server address (default $REPE_ADDR, else ` + defaultAddr + `)
-  --timeout D      give up after D, connecting included (default 5s)
-  --raw            print JSON compact rather than indented, binary as plain hex
-  --beve           send the JSON body encoded as BEVE (body_format 1)
-  --id N           request id (default: chosen by the client, from 1)
+  --addr HOST:PORT  server address (default $REPE_ADDR, else ` + defaultAddr + `)
+  --timeout D       give up after D, connecting included (default 5s)
+  --raw             print JSON compact rather than indented, binary as plain hex
+  --beve            send the JSON body encoded as BEVE (body_format 1)
+  --id N            request id (default: chosen by the client, from 1)
+  --version         print the version and exit
 
 JSON and BEVE replies are printed as JSON, UTF-8 replies as text, other
 bodies as hex. An error reply prints "<ec name> (<ec>): <message>" on
@@ -52,6 +53,7 @@ type options struct {
 	beve    bool
 	id      uint64
 	hasID   bool
+	version bool
 }
 
 var errHelp = errors.New("help requested")
@@ -71,6 +73,7 @@ func parseArgs(args []string, envAddr string, stdout io.Writer) (options, []stri
 	fs.DurationVar(&opts.timeout, "timeout", opts.timeout, "give up after this long")
 	fs.BoolVar(&opts.raw, "raw", false, "compact JSON, plain hex")
 	fs.BoolVar(&opts.beve, "beve", false, "send the body as BEVE")
+	fs.BoolVar(&opts.version, "version", false, "print the version")
 	fs.Func("id", "request id", func(s string) error {
 		id, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {

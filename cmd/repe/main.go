@@ -24,6 +24,7 @@ import (
 
 	"github.com/repe-gw/repe-gw/beve"
 	"github.com/repe-gw/repe-gw/client"
+	"github.com/repe-gw/repe-gw/internal/version"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -47,6 +48,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		return usageError(stderr, err.Error())
+	}
+	if opts.version {
+		fmt.Fprintln(stdout, "repe", version.String())
+		return exitOK
 	}
 	cmd, err := parseCommand(pos)
 	if err != nil {

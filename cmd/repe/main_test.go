@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/repe-gw/repe-gw/beve"
 	"github.com/repe-gw/repe-gw/client/repetest"
+	"github.com/repe-gw/repe-gw/internal/plugintest"
+	"github.com/repe-gw/repe-gw/internal/version"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -271,5 +274,31 @@ func TestPrintable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, printable(tt.in), "%q", tt.in)
+	}
+}
+
+// TestVersion checks --version, in this test binary and in a binary built
+// as make build builds it, whose version names the commit it was built
+// from.
+func TestVersion(t *testing.T) {
+	want := result{0, "repe " + version.String() + "\n", ""}
+	assert.Equal(t, want, runCLI(t, "", "--version"))
+	assert.Equal(t, want, runCLI(t, "", "get", "/nowhere", "--version", "--addr", closedAddr(t)), "nothing is called")
+
+	bin := filepath.Join(t.TempDir(), "repe")
+	out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	cmd := exec.Command(bin, "--version")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err = cmd.Output()
+	require.NoError(t, err)
+	assert.Empty(t, stderr.String())
+	assert.Regexp(t, `^repe \S`, string(out))
+	assert.NotContains(t, string(out), "unknown")
+	if rev, err := exec.Command("git", "-C", plugintest.RepoPath(""), "rev-parse", "--short=12", "HEAD").Output(); err == nil {
+		// go build stamps the commit's tag, or a pseudo-version naming the
+		// commit, with +dirty when the tree has changes.
+		assert.Regexp(t, `^repe (v\d+\.\d+\.\d+|v\d+\.\d+\.\d+-\S*`+strings.TrimSpace(string(rev))+`(\+dirty)?)\n$`, string(out))
 	}
 }
