@@ -101,6 +101,11 @@ func TestGateway(t *testing.T) {
 		{"invalid JSON is not sent", "", []string{"set", "/calculator/value", "[1,"}, 1, "",
 			"repe: the body is not valid JSON: unexpected end of JSON input (line 1, column 4)\n  [1,\n     ^\n"},
 		{"the value is still unchanged", "", []string{"get", "/calculator/value"}, 0, "-2.25E-9\n", ""},
+		{"a path without its slash", "", []string{"get", "calculator/value"}, 2, "",
+			"method_not_found (6): No plugin registered for path\n" +
+				"repe: hint: a path is a JSON pointer and starts with /: did you mean /calculator/value?\n"},
+		{"a path the plugin does not know", "", []string{"call", "/calculator/valeu"}, 2, "",
+			"method_not_found (6): invalid_query: /calculator/valeu\n"},
 		{"a usage error", "", []string{"get"}, 1, "", "repe: get takes PATH (see repe -h)\n"},
 	}
 	for _, tt := range tests {

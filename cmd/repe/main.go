@@ -99,7 +99,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	reply, err := c.Call(ctx, cmd.path, body, callOpts...)
 	if err != nil {
-		return reportError(stderr, err, reply, "get a reply from", opts)
+		code := reportError(stderr, err, reply, "get a reply from", opts)
+		if code == exitServerError && cmd.path != "" && !strings.HasPrefix(cmd.path, "/") {
+			// The server's text is Glaze's, and says nothing of why.
+			fmt.Fprintf(stderr, "repe: hint: a path is a JSON pointer and starts with /: did you mean %s?\n", "/"+cmd.path)
+		}
+		return code
 	}
 	if err := writeBody(stdout, stderr, reply.BodyFormat, reply.Body, opts.raw); err != nil {
 		fmt.Fprintf(stderr, "repe: writing the reply: %v\n", err)
