@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
+	"github.com/repe-gw/repe-gw/internal/plugintest"
 )
 
 // The tests in this file run repe against the real gateway over TCP, with
@@ -135,15 +137,33 @@ func TestGatewayNotify(t *testing.T) {
 	}, gatewaytest.Timeout, 10*time.Millisecond)
 }
 
+// TestGatewayTimeout calls into a plugin that holds the call until the
+// test lets it go: repe gives up at its --timeout while the plugin still
+// holds it, and gets the reply once the plugin answers in time.
 func TestGatewayTimeout(t *testing.T) {
-	addr := serveGateway(t)
-	start := time.Now()
-	r := runCLI(t, "", "--addr", addr, "--timeout", "50ms", "get", "/slow/sleep")
-	assert.Less(t, time.Since(start), 190*time.Millisecond, "gave up before the 200 ms sleep ended")
-	assert.Equal(t, result{1, "", "timeout (7): could not get a reply from " + addr + " within 50ms (--timeout)\n"}, r)
+	so, release := gatePlugin(t)
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, so)
+	defer release() // before the gateway's cleanup waits for the call
+	addr := srv.Addr().String()
 
-	r = runCLI(t, "", "--addr", addr, "--timeout", "5s", "get", "/slow/sleep")
-	assert.Equal(t, result{0, "", ""}, r, "with time enough")
+	r := runWithin(t, "--addr", addr, "--timeout", "500ms", "get", "/gate/wait")
+	assert.Equal(t, result{1, "", "timeout (7): could not get a reply from " + addr + " within 500ms (--timeout)\n"}, r)
+
+	release()
+	r = runWithin(t, "--addr", addr, "--timeout", "5s", "get", "/gate/wait")
+	assert.Equal(t, result{0, `"released"` + "\n", ""}, r, "answered in time")
+}
+
+// gatePlugin builds the gate test plugin (cmd/repe-gw/testdata/gate.c) at
+// /gate. A call to /gate/wait is held until release, which may be called
+// more than once, lets every such call go.
+func gatePlugin(t *testing.T) (so string, release func()) {
+	t.Helper()
+	dir := t.TempDir()
+	so = plugintest.Build(t, plugintest.RepoPath("cmd/repe-gw/testdata/gate.c"), fmt.Sprintf("-DGATE_DIR=%q", dir))
+	return so, func() {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "go"), nil, 0o644))
+	}
 }
 
 func TestGatewayAddress(t *testing.T) {

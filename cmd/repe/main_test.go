@@ -17,6 +17,7 @@ import (
 
 	"github.com/repe-gw/repe-gw/beve"
 	"github.com/repe-gw/repe-gw/client/repetest"
+	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
 	"github.com/repe-gw/repe-gw/internal/version"
 	"github.com/repe-gw/repe-gw/repe"
@@ -25,7 +26,7 @@ import (
 // calculator answers as the calculator plugin behind a Glaze host does:
 // /calculator/value reads with no body and writes (replying null) with one,
 // unknown paths are method_not_found. A few extra paths give replies of
-// every body format.
+// every body format, and /held answers only once release is closed.
 type calculator struct {
 	mu       sync.Mutex
 	value    float64
@@ -33,10 +34,15 @@ type calculator struct {
 	lastID   uint64
 	lastBF   repe.BodyFormat
 	lastBody []byte
-	beve     []byte // the body for /beve
+	beve     []byte        // the body for /beve
+	release  chan struct{} // /held answers once it is closed
 }
 
 func (c *calculator) handle(dst []byte, req repe.Message) ([]byte, error) {
+	if string(req.Query()) == "/held" {
+		<-c.release
+		return repe.AppendResponse(dst, req.ID(), repe.OK, repe.BodyJSON, []byte("1")), nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastID, c.lastBF, c.lastBody = req.ID(), req.BodyFormat(), append([]byte(nil), req.Body()...)
@@ -75,9 +81,6 @@ func (c *calculator) handle(dst []byte, req repe.Message) ([]byte, error) {
 		return repe.AppendError(dst, id, 4096, "quota exceeded"), nil
 	case "/jsonerror":
 		return repe.AppendResponse(dst, id, repe.InvalidBody, repe.BodyJSON, []byte(`{ "why": "no" }`)), nil
-	case "/slow":
-		time.Sleep(500 * time.Millisecond)
-		return repe.AppendResponse(dst, id, repe.OK, repe.BodyJSON, []byte("1")), nil
 	}
 	return repe.AppendError(dst, id, repe.MethodNotFound, "No plugin registered for path"), nil
 }
@@ -90,7 +93,7 @@ func newCalculator(t *testing.T) *calculator {
 	require.NoError(t, err)
 	m, err := repe.Parse(frame)
 	require.NoError(t, err)
-	return &calculator{beve: m.Body()}
+	return &calculator{beve: m.Body(), release: make(chan struct{})}
 }
 
 type result struct {
@@ -234,14 +237,29 @@ func TestRunAddress(t *testing.T) {
 	assert.Equal(t, defaultAddr, opts.addr, "without REPE_ADDR")
 }
 
+// TestRunTimeout calls a path the server holds until the test ends: repe
+// gives up at its --timeout, while the server still holds the call.
 func TestRunTimeout(t *testing.T) {
 	calc := newCalculator(t)
 	srv := repetest.Start(t, calc.handle, repetest.Config{})
-	start := time.Now()
-	r := runCLI(t, "", "--addr", srv.Addr, "--timeout", "100ms", "get", "/slow")
-	assert.Less(t, time.Since(start), 400*time.Millisecond)
-	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "timeout (7): could not get a reply from "+srv.Addr+" within 100ms (--timeout)\n", r.stderr)
+	defer close(calc.release) // before the server's cleanup waits for its handlers
+	r := runWithin(t, "--addr", srv.Addr, "--timeout", "500ms", "get", "/held")
+	assert.Equal(t, result{1, "", "timeout (7): could not get a reply from " + srv.Addr + " within 500ms (--timeout)\n"}, r)
+}
+
+// runWithin runs the command, and fails the test if it has not returned
+// well after any --timeout it was given.
+func runWithin(t *testing.T, args ...string) result {
+	t.Helper()
+	done := make(chan result, 1)
+	go func() { done <- runCLI(t, "", args...) }()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(gatewaytest.Timeout):
+		t.Fatalf("repe %v did not return", args)
+		return result{}
+	}
 }
 
 func closedAddr(t *testing.T) string {
