@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/repe-gw/repe-gw/client/repetest"
+	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -157,30 +158,75 @@ func TestManyGoroutinesOneConnection(t *testing.T) {
 	assert.Equal(t, 1, srv.Accepted())
 }
 
+// hold holds the requests for one path: the server answers them only once
+// the test calls open, and arrived receives each one's id as the server
+// reads it. Tests order events with it, never by sleeping.
+type hold struct {
+	path    string
+	arrived chan uint64
+	release chan struct{}
+	once    sync.Once
+}
+
+func newHold(path string) *hold {
+	return &hold{path: path, arrived: make(chan uint64, 16), release: make(chan struct{})}
+}
+
+// wrap returns a handler that holds h's path and passes the rest to next.
+func (h *hold) wrap(next repetest.Handler) repetest.Handler {
+	return func(dst []byte, req repe.Message) ([]byte, error) {
+		if string(req.Query()) != h.path {
+			return next(dst, req)
+		}
+		h.arrived <- req.ID()
+		<-h.release
+		return repe.AppendResponse(dst, req.ID(), repe.OK, repe.BodyUTF8, []byte(h.path)), nil
+	}
+}
+
+// next returns the id of the next request the server reads.
+func (h *hold) next(t *testing.T) uint64 {
+	t.Helper()
+	select {
+	case id := <-h.arrived:
+		return id
+	case <-time.After(gatewaytest.Timeout):
+		t.Fatalf("no request for %s reached the server", h.path)
+		return 0
+	}
+}
+
+// open answers the requests held and any later ones. It may be called more
+// than once.
+func (h *hold) open() { h.once.Do(func() { close(h.release) }) }
+
 // TestOutOfOrder checks replies are matched by id when the server answers
 // in whatever order its handlers finish.
 func TestOutOfOrder(t *testing.T) {
-	srv := repetest.Start(t, route, repetest.Config{Concurrent: true})
+	held := newHold("/held")
+	srv := repetest.Start(t, held.wrap(route), repetest.Config{Concurrent: true})
+	defer held.open() // before the server's cleanup waits for its handlers
 	c := dial(t, srv.Addr, &Config{Conns: 1})
 
-	t.Run("a fast call overtakes a slow one", func(t *testing.T) {
+	t.Run("a fast call overtakes a held one", func(t *testing.T) {
 		slow := make(chan error, 1)
 		go func() {
-			reply, err := c.Call(ctxTimeout(t, 5*time.Second), "/slow/400", nil)
-			if err == nil && string(reply.Body) != "/slow/400" {
-				err = fmt.Errorf("slow call got %q", reply.Body)
+			reply, err := c.Call(ctxTimeout(t, gatewaytest.Timeout), "/held", nil)
+			if err == nil && string(reply.Body) != "/held" {
+				err = fmt.Errorf("held call got %q", reply.Body)
 			}
 			slow <- err
 		}()
-		time.Sleep(50 * time.Millisecond) // the slow request is on the wire first
+		held.next(t) // the held request is on the wire first
 		reply, err := c.Call(ctxTimeout(t, 5*time.Second), "/echo", []byte(`"fast"`))
 		require.NoError(t, err)
 		assert.Equal(t, `"fast"`, string(reply.Body))
 		select {
 		case err := <-slow:
-			t.Fatalf("the slow call finished first: %v", err)
+			t.Fatalf("the held call finished first: %v", err)
 		default:
 		}
+		held.open()
 		require.NoError(t, <-slow)
 	})
 
@@ -206,37 +252,74 @@ func TestOutOfOrder(t *testing.T) {
 	assert.Equal(t, 1, srv.Accepted())
 }
 
-// TestTimeoutKeepsConnection checks a call whose deadline passes reports
-// ec 7 and leaves the connection usable: the late reply is discarded and
-// the next call on the same connection gets its own reply.
-func TestTimeoutKeepsConnection(t *testing.T) {
-	srv := repetest.Start(t, route, repetest.Config{})
-	c := dial(t, srv.Addr, &Config{Conns: 1})
+// within runs call, and fails the test if it has not returned well after
+// the deadline it was given: a call that missed its deadline, held by a
+// server until the test ends, would otherwise hang the test.
+func within(t *testing.T, call func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- call() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(gatewaytest.Timeout):
+		t.Fatal("the call did not return at its deadline")
+		return nil
+	}
+}
 
-	start := time.Now()
-	_, err := c.Call(ctxTimeout(t, 50*time.Millisecond), "/slow/300", nil)
-	elapsed := time.Since(start)
+// TestTimeoutKeepsConnection checks a call whose deadline passes while the
+// server holds it reports ec 7 and leaves the connection usable: the late
+// reply is discarded and the next call on the same connection gets its
+// own reply.
+func TestTimeoutKeepsConnection(t *testing.T) {
+	var log logBuffer
+	late, cancelled := newHold("/late"), newHold("/cancelled")
+	srv := repetest.Start(t, late.wrap(cancelled.wrap(route)), repetest.Config{})
+	defer late.open() // before the server's cleanup waits for its handlers
+	defer cancelled.open()
+	c := dial(t, srv.Addr, &Config{Conns: 1, Logger: log.logger()})
+
+	// The server holds the call until after it returns: it can only have
+	// returned at its deadline.
+	err := within(t, func() error {
+		_, err := c.Call(ctxTimeout(t, 500*time.Millisecond), "/late", nil)
+		return err
+	})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, repe.Timeout)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Less(t, elapsed, 250*time.Millisecond, "the call returns at its deadline, not with the reply")
 	var ce *Error
 	require.ErrorAs(t, err, &ce)
 	assert.False(t, ce.Remote)
+	assert.Equal(t, uint64(1), late.next(t), "the request was sent whole")
 
 	// In order: this reply comes after the late one, which must not be
 	// taken for it.
+	late.open()
 	reply, err := c.Call(ctxTimeout(t, 5*time.Second), "/echo", []byte(`"next"`))
 	require.NoError(t, err)
 	assert.Equal(t, `"next"`, string(reply.Body))
+	assert.Contains(t, log.String(), discarded+" remote="+srv.Addr+" id=1 ec=0", "the late reply was read and dropped")
 	assert.Equal(t, 1, srv.Accepted(), "the connection was kept")
 
 	t.Run("cancellation", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(20*time.Millisecond, cancel)
-		_, err := c.Call(ctx, "/slow/100", nil)
+		defer cancel()
+		go func() {
+			<-cancelled.arrived
+			cancel()
+		}()
+		err := within(t, func() error {
+			_, err := c.Call(ctx, "/cancelled", nil)
+			return err
+		})
 		assert.ErrorIs(t, err, repe.Timeout)
 		assert.ErrorIs(t, err, context.Canceled)
+		cancelled.open()
+		reply, err := c.Call(ctxTimeout(t, 5*time.Second), "/echo", []byte(`"after"`))
+		require.NoError(t, err)
+		assert.Equal(t, `"after"`, string(reply.Body))
 	})
 
 	t.Run("deadline already passed", func(t *testing.T) {
@@ -248,6 +331,7 @@ func TestTimeoutKeepsConnection(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, `1`, string(reply.Body))
 	})
+	assert.Equal(t, 1, srv.Accepted(), "one connection throughout")
 }
 
 // TestWriteDeadline sends to a server that reads nothing: the write stops
@@ -289,9 +373,10 @@ func TestWriteDeadline(t *testing.T) {
 	// Far more than the socket buffers of a reader that never reads hold,
 	// with time to encode it (slow under the race detector) and start
 	// writing.
-	start := time.Now()
-	_, err = c.Call(ctxTimeout(t, 2*time.Second), "/big", make([]byte, 16<<20))
-	assert.Less(t, time.Since(start), 4*time.Second)
+	err = within(t, func() error {
+		_, err := c.Call(ctxTimeout(t, 2*time.Second), "/big", make([]byte, 16<<20))
+		return err
+	})
 	assert.ErrorIs(t, err, repe.Timeout)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.True(t, c.slots[0].conn.Load().dead.Load(), "a partly written frame closes the connection")
@@ -305,26 +390,22 @@ func TestWriteDeadline(t *testing.T) {
 // TestConnectionClosedMidCall checks every call in flight fails with ec 9
 // when the server drops the connection, and that the next call dials again.
 func TestConnectionClosedMidCall(t *testing.T) {
-	release := make(chan struct{})
-	h := func(dst []byte, req repe.Message) ([]byte, error) {
-		if string(req.Query()) == "/wait" {
-			<-release
-		}
-		return route(dst, req)
-	}
-	srv := repetest.Start(t, h, repetest.Config{Concurrent: true})
-	defer close(release)
+	held := newHold("/wait")
+	srv := repetest.Start(t, held.wrap(route), repetest.Config{Concurrent: true})
+	defer held.open() // before the server's cleanup waits for its handlers
 	c := dial(t, srv.Addr, &Config{Conns: 1})
 
 	const waiting = 5
 	errs := make(chan error, waiting)
 	for range waiting {
 		go func() {
-			_, err := c.Call(ctxTimeout(t, 5*time.Second), "/wait", nil)
+			_, err := c.Call(ctxTimeout(t, gatewaytest.Timeout), "/wait", nil)
 			errs <- err
 		}()
 	}
-	time.Sleep(100 * time.Millisecond) // let the calls reach the server
+	for range waiting {
+		held.next(t) // the calls have reached the server
+	}
 	_, err := c.Call(ctxTimeout(t, 5*time.Second), "/drop", nil)
 	assert.ErrorIs(t, err, repe.ConnectionFailure)
 	for range waiting {
@@ -465,32 +546,37 @@ func TestNotify(t *testing.T) {
 }
 
 func TestWithIDInUse(t *testing.T) {
-	srv := repetest.Start(t, route, repetest.Config{})
+	first, second := newHold("/first"), newHold("/second")
+	srv := repetest.Start(t, first.wrap(second.wrap(route)), repetest.Config{Concurrent: true})
+	defer first.open() // before the server's cleanup waits for its handlers
+	defer second.open()
 	c := dial(t, srv.Addr, &Config{Conns: 1})
-	first := make(chan error, 1)
+	held := make(chan error, 1)
 	go func() {
-		_, err := c.Call(ctxTimeout(t, 5*time.Second), "/slow/200", nil, WithID(5))
-		first <- err
+		_, err := c.Call(ctxTimeout(t, gatewaytest.Timeout), "/first", nil, WithID(5))
+		held <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	assert.Equal(t, uint64(5), first.next(t))
 	_, err := c.Call(ctxTimeout(t, 5*time.Second), "/echo", nil, WithID(5))
 	assert.ErrorIs(t, err, repe.SendError)
 	assert.ErrorContains(t, err, "id 5 is in flight")
-	require.NoError(t, <-first)
+	first.open()
+	require.NoError(t, <-held)
 
 	// Ids the client picks skip one held by WithID.
 	reply, err := c.Call(ctxTimeout(t, 5*time.Second), "/inspect", nil)
 	require.NoError(t, err)
 	assert.Equal(t, "id=1 qf=1 bf=0 body=", string(reply.Body))
 	go func() {
-		_, err := c.Call(ctxTimeout(t, 5*time.Second), "/slow/200", nil, WithID(2))
-		first <- err
+		_, err := c.Call(ctxTimeout(t, gatewaytest.Timeout), "/second", nil, WithID(2))
+		held <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	assert.Equal(t, uint64(2), second.next(t))
 	reply, err = c.Call(ctxTimeout(t, 5*time.Second), "/inspect", nil)
 	require.NoError(t, err)
 	assert.Equal(t, "id=3 qf=1 bf=0 body=", string(reply.Body))
-	require.NoError(t, <-first)
+	second.open()
+	require.NoError(t, <-held)
 }
 
 func TestDialFailure(t *testing.T) {

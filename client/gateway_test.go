@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
+	"github.com/repe-gw/repe-gw/internal/plugintest"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -174,47 +178,92 @@ func TestGatewayNotify(t *testing.T) {
 	assert.NotContains(t, log.String(), discarded, "no reply to a notify arrived")
 }
 
-// TestGatewayTimeout runs a call into the test plugin's 200 ms sleep with a
-// shorter deadline: the call returns at its deadline with ec 7, the
+// gate is the gate test plugin (cmd/repe-gw/testdata/gate.c) at a root of
+// its own: a call to <root>/wait is held until open, and each call held is
+// recorded in the plugin's events file as it arrives.
+type gate struct {
+	so, dir string
+}
+
+func newGate(t *testing.T, root string) gate {
+	t.Helper()
+	dir := t.TempDir()
+	so := plugintest.Build(t, plugintest.RepoPath("cmd/repe-gw/testdata/gate.c"),
+		fmt.Sprintf("-DGATE_DIR=%q", dir), fmt.Sprintf("-DGATE_NAME=%q", strings.TrimPrefix(root, "/")),
+		fmt.Sprintf("-DGATE_ROOT=%q", root))
+	return gate{so: so, dir: dir}
+}
+
+// open answers the calls held and any later ones.
+func (g gate) open(t *testing.T) {
+	require.NoError(t, os.WriteFile(filepath.Join(g.dir, "go"), nil, 0o644))
+}
+
+// held reports whether the plugin has recorded a call held with this id.
+func (g gate) held(id uint64) bool {
+	b, _ := os.ReadFile(filepath.Join(g.dir, "events"))
+	return strings.Contains(string(b), " wait "+strconv.FormatUint(id, 10)+"\n")
+}
+
+// TestGatewayTimeout runs a call into a plugin that holds it until the
+// test lets it go: the call returns at its deadline with ec 7, the
 // connection stays open, the late reply is read and dropped, and the next
-// call on the connection, which the gateway answers after the sleep, gets
-// its own reply.
+// call on the connection, which the gateway answers after the held one,
+// gets its own reply.
 func TestGatewayTimeout(t *testing.T) {
 	var log logBuffer
-	addr := serve(t, gateway.Config{}, gatewaytest.TestPlugin(t, "/slow"))
+	late, cancelled := newGate(t, "/late"), newGate(t, "/cancelled")
+	addr := serve(t, gateway.Config{}, late.so, cancelled.so)
+	defer late.open(t) // before the gateway's cleanup waits for the calls
+	defer cancelled.open(t)
 	c := dial(t, addr, &Config{Conns: 1, Logger: log.logger()})
 	cn := c.slots[0].conn.Load()
 
-	start := time.Now()
-	_, err := c.Call(ctxTimeout(t, 30*time.Millisecond), "/slow/sleep", nil)
-	elapsed := time.Since(start)
+	err := within(t, func() error {
+		_, err := c.Call(ctxTimeout(t, 500*time.Millisecond), "/late/wait", nil)
+		return err
+	})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, repe.Timeout)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Less(t, elapsed, 190*time.Millisecond, "the call returns at its deadline, not with the reply")
 	var ce *Error
 	require.ErrorAs(t, err, &ce)
 	assert.False(t, ce.Remote)
-	assert.Equal(t, "client: /slow/sleep: timeout: context deadline exceeded", err.Error())
+	assert.Equal(t, "client: /late/wait: timeout: context deadline exceeded", err.Error())
+	assert.Eventually(t, func() bool { return late.held(1) }, gatewaytest.Timeout, time.Millisecond,
+		"the request was sent whole, and the plugin holds it")
 
-	reply, err := c.Call(ctxTimeout(t, gatewaytest.Timeout), "/slow/echo", []byte(`"next"`))
+	late.open(t)
+	reply, err := c.Call(ctxTimeout(t, gatewaytest.Timeout), "/late/echo", []byte(`"next"`))
 	require.NoError(t, err)
 	assert.Equal(t, `"next"`, string(reply.Body))
-	assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "answered in order, after the sleep")
 	assert.Same(t, cn, c.slots[0].conn.Load(), "the connection was kept")
 	assert.False(t, cn.dead.Load())
-	assert.Contains(t, log.String(), discarded+" remote="+addr+" id=1 ec=0", "the late reply to call 1 was dropped")
+	assert.Contains(t, log.String(), discarded+" remote="+addr+" id=1 ec=0", "the late reply to call 1 was read and dropped first")
 
 	t.Run("cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(20*time.Millisecond, cancel)
-		_, err := c.Call(ctx, "/slow/sleep", nil)
+		defer cancel()
+		go func() {
+			// Cancel once the plugin holds the call (id 3, after 1 and 2).
+			for deadline := time.Now().Add(gatewaytest.Timeout); !cancelled.held(3) && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+		}()
+		err := within(t, func() error {
+			_, err := c.Call(ctx, "/cancelled/wait", nil)
+			return err
+		})
 		assert.ErrorIs(t, err, repe.Timeout)
 		assert.ErrorIs(t, err, context.Canceled)
-		reply, err := c.Call(ctxTimeout(t, gatewaytest.Timeout), "/slow/echo", []byte(`"after"`))
+		assert.True(t, cancelled.held(3), "cancelled while the plugin held it")
+		cancelled.open(t)
+		reply, err := c.Call(ctxTimeout(t, gatewaytest.Timeout), "/late/echo", []byte(`"after"`))
 		require.NoError(t, err)
 		assert.Equal(t, `"after"`, string(reply.Body))
 		assert.Same(t, cn, c.slots[0].conn.Load())
+		assert.Contains(t, log.String(), discarded+" remote="+addr+" id=3 ec=0")
 	})
 }
 
