@@ -1,10 +1,10 @@
 // Command repe calls a REPE server from the shell, the way grpcurl calls
 // gRPC servers and redis-cli calls Redis:
 //
-//	repe [--addr ADDR] get PATH
-//	repe [--addr ADDR] set PATH JSON
-//	repe [--addr ADDR] call PATH [JSON | - | @FILE]
-//	repe [--addr ADDR] notify PATH [JSON | - | @FILE]
+//	repe [--addr HOST:PORT] get PATH
+//	repe [--addr HOST:PORT] set PATH JSON
+//	repe [--addr HOST:PORT] call PATH [JSON | - | @FILE]
+//	repe [--addr HOST:PORT] notify PATH [JSON | - | @FILE]
 //
 // Run repe -h for every flag.
 package main
