@@ -23,12 +23,13 @@ const defaultShutdownTimeout = 15 * time.Second
 // Bounds of the flags' values, checked before anything starts.
 const (
 	// maxMessageSize is the largest --max-message-size. The gateway holds a
-	// frame whole in memory and reads up to twice the limit ahead of a
-	// running call, per connection, so a limit in the terabytes would
-	// promise what no machine has; 4 GiB is 64 times Glaze's default.
+	// frame whole in memory, per connection, so a limit in the terabytes
+	// would promise what no machine has; 4 GiB is 64 times Glaze's default.
 	maxMessageSize = 4 << 30
-	// maxCount bounds --max-conns and --plugin-concurrency: the gateway
-	// counts a plugin's calls in 32 bits.
+	// maxPending is the largest --max-pending-output and -input: what one
+	// connection may make the gateway hold.
+	maxPending = 1 << 30
+	// maxCount bounds --max-conns and --max-conns-per-ip.
 	maxCount = math.MaxInt32
 	// maxInlineBudget is the largest --inline-budget. A plugin inside it
 	// holds the event loop, and every connection on it, for that long per
@@ -50,7 +51,14 @@ type options struct {
 	addr              string
 	maxMessageSize    uint64
 	maxConns          int
+	maxConnsPerIP     int
+	maxPendingOutput  uint64
+	maxPendingInput   uint64
 	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	keepAlive         time.Duration
+	deadline          time.Duration
 	shutdownTimeout   time.Duration
 	pluginConcurrency int
 	inlineBudget      time.Duration
@@ -65,14 +73,18 @@ type options struct {
 // line.
 func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	o := &options{
-		addr:            gateway.DefaultAddr,
-		maxMessageSize:  repe.DefaultMaxMessageSize,
-		maxConns:        gateway.DefaultMaxConns,
-		readTimeout:     gateway.DefaultReadTimeout,
-		shutdownTimeout: defaultShutdownTimeout,
-		inlineBudget:    gateway.DefaultInlineBudget,
-		logLevel:        slog.LevelInfo,
-		logFormat:       "text",
+		addr:             gateway.DefaultAddr,
+		maxMessageSize:   repe.DefaultMaxMessageSize,
+		maxConns:         gateway.DefaultMaxConns,
+		maxPendingOutput: gateway.DefaultMaxPendingOutput,
+		maxPendingInput:  gateway.DefaultMaxPendingInput,
+		readTimeout:      gateway.DefaultReadTimeout,
+		writeTimeout:     gateway.DefaultWriteTimeout,
+		keepAlive:        gateway.DefaultKeepAlive,
+		shutdownTimeout:  defaultShutdownTimeout,
+		inlineBudget:     gateway.DefaultInlineBudget,
+		logLevel:         slog.LevelInfo,
+		logFormat:        "text",
 	}
 	fs := newFlagSet("repe-gw")
 	fs.value("plugins", "", "load every *.so below `DIR`, recursively, skipping hidden folders", func(s string) error {
@@ -96,9 +108,43 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 		o.maxConns, err = parseCount(s, 1, maxCount, "")
 		return err
 	})
+	fs.value("max-conns-per-ip", "0", "close connections from one IP address beyond `N` at once; 0: no limit", func(s string) (err error) {
+		o.maxConnsPerIP, err = parseCount(s, 0, maxCount, " (0: no limit)")
+		return err
+	})
+	fs.value("max-pending-output", formatSize(o.maxPendingOutput),
+		"serve none of a connection's requests while `SIZE` of its replies are unread", func(s string) (err error) {
+			o.maxPendingOutput, err = parseSize(s, 1, maxPending)
+			return err
+		})
+	fs.value("max-pending-input", formatSize(o.maxPendingInput),
+		"let a connection whose requests wait send one frame and `SIZE` more", func(s string) (err error) {
+			o.maxPendingInput, err = parseSize(s, 1, maxPending)
+			return err
+		})
 	fs.value("read-timeout", o.readTimeout.String(),
 		"close a connection stalled inside a frame for `D`; 0: never", func(s string) (err error) {
 			o.readTimeout, err = parseDuration(s, 0, math.MaxInt64, "0 (never) or more")
+			return err
+		})
+	fs.value("write-timeout", o.writeTimeout.String(),
+		"close a connection whose unread replies stay over the bound for `D`; 0: never", func(s string) (err error) {
+			o.writeTimeout, err = parseDuration(s, 0, math.MaxInt64, "0 (never) or more")
+			return err
+		})
+	fs.value("idle-timeout", "0",
+		"close a connection with no request in flight for `D`; 0: never", func(s string) (err error) {
+			o.idleTimeout, err = parseDuration(s, 0, math.MaxInt64, "0 (never) or more")
+			return err
+		})
+	fs.value("keepalive", o.keepAlive.String(),
+		"send TCP keep-alive probes after `D` of silence; 0: never", func(s string) (err error) {
+			o.keepAlive, err = parseDuration(s, 0, math.MaxInt64, "0 (never) or more")
+			return err
+		})
+	fs.value("deadline", "0",
+		"answer ec 7 to a plugin call still running after `D`; 0: none", func(s string) (err error) {
+			o.deadline, err = parseDuration(s, 0, math.MaxInt64, "0 (none) or more")
 			return err
 		})
 	fs.value("shutdown-timeout", o.shutdownTimeout.String(),
@@ -107,7 +153,7 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 			return err
 		})
 	fs.value("plugin-concurrency", "GOMAXPROCS", "run at most `N` calls into one plugin at once", func(s string) (err error) {
-		o.pluginConcurrency, err = parseCount(s, 0, maxCount, " (0: GOMAXPROCS)")
+		o.pluginConcurrency, err = parseCount(s, 0, gateway.MaxPluginConcurrency, " (0: GOMAXPROCS)")
 		return err
 	})
 	fs.value("inline-budget", o.inlineBudget.String(),
@@ -150,19 +196,31 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 
 // gateway returns the server configuration the options describe.
 func (o *options) gateway(log *slog.Logger) gateway.Config {
-	rt := o.readTimeout
-	if rt == 0 {
-		rt = -1 // the flag's 0 means never; Config's 0 means the default
-	}
 	return gateway.Config{
 		Addr:              o.addr,
 		MaxMessageSize:    o.maxMessageSize,
 		MaxConns:          o.maxConns,
-		ReadTimeout:       rt,
+		MaxConnsPerIP:     o.maxConnsPerIP,
+		MaxPendingOutput:  int(o.maxPendingOutput),
+		MaxPendingInput:   int(o.maxPendingInput),
+		ReadTimeout:       never(o.readTimeout),
+		WriteTimeout:      never(o.writeTimeout),
+		IdleTimeout:       o.idleTimeout,
+		KeepAlive:         never(o.keepAlive),
+		Deadline:          o.deadline,
 		PluginConcurrency: o.pluginConcurrency,
 		InlineBudget:      o.inlineBudget,
 		Logger:            log,
 	}
+}
+
+// never turns a flag's 0, which means never, into Config's negative: there
+// 0 means the default.
+func never(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // sizeUnits are the suffixes parseSize reads and formatSize writes, largest

@@ -22,6 +22,10 @@ func TestFlagBounds(t *testing.T) {
 			assert.Equal(t, uint64(64<<20), o.maxMessageSize)
 			assert.Equal(t, 10000, o.maxConns)
 			assert.Equal(t, 30*time.Second, o.readTimeout)
+			assert.Equal(t, 30*time.Second, o.writeTimeout)
+			assert.Equal(t, time.Minute, o.keepAlive)
+			assert.Equal(t, 4<<20, o.gateway(nil).MaxPendingOutput)
+			assert.Zero(t, o.deadline)
 			assert.Equal(t, 15*time.Second, o.shutdownTimeout)
 			assert.Equal(t, 0, o.pluginConcurrency, "GOMAXPROCS")
 			assert.Equal(t, 50*time.Microsecond, o.inlineBudget)
@@ -35,7 +39,22 @@ func TestFlagBounds(t *testing.T) {
 		{[]string{"--max-message-size", "512KiB"}, func(o *options) { assert.Equal(t, uint64(512<<10), o.maxMessageSize) }},
 		{[]string{"--max-conns", "1"}, func(o *options) { assert.Equal(t, 1, o.maxConns) }},
 		{[]string{"--max-conns", "2147483647"}, func(o *options) { assert.Equal(t, math.MaxInt32, o.maxConns) }},
-		{[]string{"--plugin-concurrency", "2147483647"}, func(o *options) { assert.Equal(t, math.MaxInt32, o.pluginConcurrency) }},
+		{[]string{"--plugin-concurrency", "65536"}, func(o *options) { assert.Equal(t, 65536, o.pluginConcurrency) }},
+		{[]string{"--max-conns-per-ip", "0"}, func(o *options) { assert.Zero(t, o.gateway(nil).MaxConnsPerIP, "no limit") }},
+		{[]string{"--max-pending-output", "1GiB", "--max-pending-input", "1"}, func(o *options) {
+			assert.Equal(t, 1<<30, o.gateway(nil).MaxPendingOutput)
+			assert.Equal(t, 1, o.gateway(nil).MaxPendingInput)
+		}},
+		{[]string{"--write-timeout", "0", "--keepalive", "0", "--idle-timeout", "0"}, func(o *options) {
+			c := o.gateway(nil)
+			assert.Negative(t, c.WriteTimeout, "never")
+			assert.Negative(t, c.KeepAlive, "never")
+			assert.Zero(t, c.IdleTimeout, "never is the default")
+		}},
+		{[]string{"--deadline", "100ms", "--idle-timeout", "5m"}, func(o *options) {
+			assert.Equal(t, 100*time.Millisecond, o.gateway(nil).Deadline)
+			assert.Equal(t, 5*time.Minute, o.gateway(nil).IdleTimeout)
+		}},
 		{[]string{"--read-timeout", "0"}, func(o *options) {
 			assert.Equal(t, time.Duration(0), o.readTimeout)
 			assert.Negative(t, o.gateway(nil).ReadTimeout, "0 is never, which Config spells negative")
