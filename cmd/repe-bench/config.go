@@ -67,7 +67,8 @@ percentiles, errors and CPU time per request. Every reply is checked: its id
 must match a request in flight and its ec must be --expect-ec.
 
 What to send:
-  --query PATH          the requests' query (JSON pointer), e.g. /calculator/get_value
+  --query PATH          the requests' query (JSON pointer), such as
+                        /calculator/get_value
   --body JSON           the request body, inline
   --body-file FILE      the request body, read from FILE (- for standard input)
   --body-format FORMAT  json, beve, raw, utf8 or a number (default json;
