@@ -66,12 +66,12 @@ func TestExampleFile(t *testing.T) {
 			MaxConnsPerIP:     0,
 			IdleTimeout:       0,
 			PluginConcurrency: 0,
-			Deadline:          10 * time.Second, // no default, which has none: the file shows one
 		}, f.Gateway(nil))
 		assert.Equal(t, DefaultShutdownTimeout, *f.Limits.ShutdownTimeout)
 		assert.Equal(t, DefaultLogLevel, *f.Log.Level)
 		assert.Equal(t, DefaultLogFormat, *f.Log.Format)
 		d := f.Defaults
+		assert.Equal(t, 10*time.Second, *d.Deadline, "no default, which has none: the file shows one")
 		assert.Equal(t, DefaultMode, *d.Mode)
 		assert.Equal(t, 0, *d.Queue)
 		assert.Equal(t, Restart{

@@ -100,7 +100,8 @@ type Policy struct {
 	// Mode is where the plugin runs. Default ModeInProcess.
 	Mode *Mode `key:"mode"`
 	// Deadline is how long one call may take before its caller is
-	// answered with a timeout: more than 0. Default: none.
+	// answered with a timeout; 0 is none, so that a plugin's entry can
+	// undo a deadline of defaults. Default: none.
 	Deadline *time.Duration `key:"deadline"`
 	// Concurrency is how many calls may be in the plugin at once: 1 to
 	// gateway.MaxPluginConcurrency. Default limits.plugin_concurrency.
@@ -254,10 +255,14 @@ func pick[T any](own, fallback *T, def T) T {
 	return def
 }
 
-// Gateway returns the server configuration of f's listener and limits, with
-// defaults.deadline as the default deadline and log as the logger. What f leaves unset stays zero, which gateway.Config
-// reads as its default; a 0 that the file means as "never" becomes the
-// negative value that says so to gateway.Config.
+// Gateway returns the server configuration of f's listener and limits,
+// with log as the logger. What f leaves unset stays zero, which
+// gateway.Config reads as its default; a 0 that the file means as "never"
+// becomes the negative value that says so to gateway.Config.
+//
+// It leaves Deadline 0: defaults.deadline reaches each plugin through
+// Effective, as the Policy the caller gives it, because gateway.Config
+// would read a plugin's deadline of 0, none, as its own Deadline.
 func (f *File) Gateway(log *slog.Logger) gateway.Config {
 	l := &f.Limits
 	return gateway.Config{
@@ -273,7 +278,6 @@ func (f *File) Gateway(log *slog.Logger) gateway.Config {
 		KeepAlive:         never(l.KeepAlive),
 		PluginConcurrency: pick(l.PluginConcurrency, nil, 0),
 		InlineBudget:      pick(l.InlineBudget, nil, 0),
-		Deadline:          pick(f.Defaults.Deadline, nil, 0),
 		Logger:            log,
 	}
 }

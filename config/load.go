@@ -541,7 +541,9 @@ func (d *decoder) policyFields(p *Policy) []field {
 			set(&p.Mode, v, ok)
 		}},
 		{"deadline", func(n ast.Node, path string) {
-			v, ok := d.duration(n, path, positive)
+			// 0 is none, as for --deadline: a plugin's entry may undo
+			// defaults.deadline with it.
+			v, ok := d.duration(n, path, atLeastZero("none"))
 			set(&p.Deadline, v, ok)
 		}},
 		{"concurrency", func(n ast.Node, path string) {

@@ -194,6 +194,23 @@ plugins:
 			},
 		},
 		{
+			name: "deadline 0 is none, and undoes defaults.deadline",
+			text: `
+defaults: {deadline: 2s}
+plugins:
+  - path: a.so
+  - path: b.so
+    deadline: 0
+  - path: c.so
+    deadline: 0s
+`,
+			want: func(t *testing.T, f *File, _ string) {
+				assert.Equal(t, 2*time.Second, f.Effective(&f.Plugins[0]).Deadline)
+				assert.Equal(t, time.Duration(0), f.Effective(&f.Plugins[1]).Deadline)
+				assert.Equal(t, time.Duration(0), f.Effective(&f.Plugins[2]).Deadline)
+			},
+		},
+		{
 			name: "anchors and aliases",
 			text: `
 defaults:
@@ -370,11 +387,8 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown mode", "plugins:\n  - path: a.so\n    mode: sandbox\n", []string{
 			"3:11: plugins[0].mode: want inprocess or isolated",
 		}},
-		{"zero deadline", "defaults:\n  deadline: 0s\n", []string{
-			"2:13: defaults.deadline: out of range: want more than 0",
-		}},
 		{"negative deadline", "plugins:\n  - path: a.so\n    deadline: -5s\n", []string{
-			"3:15: plugins[0].deadline: out of range: want more than 0",
+			"3:15: plugins[0].deadline: out of range: want 0 (none) or more",
 		}},
 		{"zero concurrency", "plugins:\n  - path: a.so\n    concurrency: 0\n", []string{
 			"3:18: plugins[0].concurrency: out of range: want 1 to 65536",
@@ -474,7 +488,7 @@ defaults:
   mode: sandbox
 plugins:
   - path: a.so
-    deadline: 0s
+    deadline: -1ms
     sha256: 1234
   - path: a.so
     memory_limit: 1GiB
@@ -488,7 +502,7 @@ plugins:
 		`6:3: limits: unknown key "read_timout": did you mean read_timeout?`,
 		"8:10: log.level: want debug, info, warn or error",
 		"10:9: defaults.mode: want inprocess or isolated",
-		"13:15: plugins[0].deadline: out of range: want more than 0",
+		"13:15: plugins[0].deadline: out of range: want 0 (none) or more",
 		"14:13: plugins[0].sha256: want 64 hexadecimal digits, got 4 characters",
 		"15:11: plugins[1].path: DIR/a.so is also plugins[0], at line 12: one entry per file or directory",
 		"16:19: plugins[1].memory_limit: only an isolated plugin has a memory limit of its own: add mode: isolated",

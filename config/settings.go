@@ -153,8 +153,7 @@ var settings = []setting{
 //   - "config": the file to load;
 //   - "plugins": a list of files or directories, separated as in PATH
 //     (':' on Unix), each appended to o.Plugins with the default policy;
-//   - "deadline": defaults.deadline, where 0 means none, as --deadline
-//     has it. The file has no way to write none but leaving the key out.
+//   - "deadline": defaults.deadline, where 0 means none, as in the file.
 //
 // Its error says what is wrong with value, without naming the flag.
 func (o *Overrides) Set(name, value string) error {

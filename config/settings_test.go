@@ -164,7 +164,7 @@ plugins: [file.so]
 	assert.Equal(t, DefaultShutdownTimeout, f.ShutdownTimeout(), "default")
 	assert.Equal(t, []Plugin{{Path: "flag.so", Enabled: true, Required: true}}, f.Plugins, "flags' plugins replace the others")
 	assert.Equal(t, time.Duration(0), f.Effective(&f.Plugins[0]).Deadline, "--deadline 0 is none, over the file's")
-	assert.Equal(t, time.Duration(0), f.Gateway(nil).Deadline)
+	assert.Equal(t, time.Duration(0), f.Gateway(nil).Deadline, "deadlines reach plugins through Effective only")
 
 	flags.Plugins[0].Path = "changed.so"
 	assert.Equal(t, "flag.so", f.Plugins[0].Path, "Apply copies the list")
@@ -214,7 +214,7 @@ defaults:
 			MaxPendingOutput: 4 << 10, MaxPendingInput: 5 << 10,
 			ReadTimeout: 6 * time.Second, WriteTimeout: 7 * time.Second,
 			IdleTimeout: 8 * time.Second, KeepAlive: 9 * time.Second,
-			PluginConcurrency: 10, InlineBudget: 11 * time.Microsecond, Deadline: 12 * time.Second,
-		}, f.Gateway(nil))
+			PluginConcurrency: 10, InlineBudget: 11 * time.Microsecond,
+		}, f.Gateway(nil), "no Deadline: the gateway would give it to a plugin whose own is 0, none")
 	})
 }
