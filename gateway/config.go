@@ -100,6 +100,12 @@ type Config struct {
 	// plugin's root; the others take every default (see Policy).
 	Policies map[string]Policy
 
+	// Isolated holds plugins that run in worker processes of their own
+	// (package isolate), served beside the plugins given to New. Their
+	// calls never run on an event loop, and each runs one batch of
+	// requests at a time.
+	Isolated []IsolatedPlugin
+
 	// InlineBudget is how long a plugin call may take, on average, and still
 	// run on the event loop that read the request. Plugins whose calls take
 	// longer run on worker goroutines, so that they never stall other
@@ -117,6 +123,19 @@ type Config struct {
 	// request on the event loop, and for every call on a worker. It lets
 	// them prove that a panic while serving closes only that connection.
 	testHook func(query []byte, onWorker bool)
+}
+
+// IsolatedPlugin is a plugin served from another process, as package
+// isolate serves one: Call answers reqs, whole request frames of one
+// connection in order, appending one reply per request that is not a
+// notify to dst, within deadline (zero: none); it fails only when reqs are
+// not whole frames.
+type IsolatedPlugin interface {
+	Name() string
+	Version() string
+	Root() string
+	File() string
+	Call(dst, reqs []byte, deadline time.Time) ([]byte, error)
 }
 
 // withDefaults returns c with every unset field given its default.

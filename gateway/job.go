@@ -209,7 +209,7 @@ func (l *lane) leave() {
 // exits when the queue is empty so that an idle plugin holds no goroutines.
 func (l *lane) work(j *job) {
 	var w *watch
-	if l.deadline > 0 {
+	if l.deadline > 0 && l.plugin != nil {
 		w = newWatch(l)
 		defer w.timer.Stop()
 	}
@@ -243,6 +243,10 @@ func (l *lane) runJob(j *job, w *watch) (owned bool) {
 			j.failed = true
 		}
 	}()
+	if l.isolated != nil {
+		l.callIsolated(j)
+		return true
+	}
 	maxOut := l.srv.cfg.MaxPendingOutput
 	for j.off < len(j.req.B) && len(j.reply.B) < maxOut {
 		reqs := j.req.B[j.off:]
@@ -269,6 +273,27 @@ func (l *lane) runJob(j *job, w *watch) (owned bool) {
 		j.off += int(n)
 	}
 	return true
+}
+
+// callIsolated sends the rest of j to the plugin's worker process in one
+// batch. The plugin's deadline is per request: a batch of n requests gets n
+// deadlines' worth, and the worker process is killed if it passes them.
+func (l *lane) callIsolated(j *job) {
+	reqs := j.req.B[j.off:]
+	var deadline time.Time
+	if l.deadline > 0 {
+		deadline = time.Now().Add(time.Duration(l.deadline) * time.Duration(countFrames(reqs)))
+	}
+	start := time.Now()
+	out, err := l.isolated.Call(j.reply.B, reqs, deadline)
+	if err != nil {
+		l.log.Error("isolated plugin refused a batch; closing the connection", "error", err)
+		j.failed = true
+		return
+	}
+	j.reply.B = out
+	j.off = len(j.req.B)
+	l.avg.Store(int64(time.Since(start)) / int64(max(1, countFrames(reqs))))
 }
 
 // watch is a worker's deadline timer. Its call runs the plugin into a

@@ -50,9 +50,13 @@ const (
 // overruns the budget sends it back. Requests of one connection always run one
 // after another, in order, wherever they run, as Glaze's own server does.
 type lane struct {
-	srv       *Server
+	srv *Server
+	// Exactly one of plugin (in this process) and isolated (in a worker
+	// process) is set.
 	plugin    *pluginhost.Plugin
-	root      string // p.Root(), kept here for the router
+	isolated  IsolatedPlugin
+	name      string
+	root      string // the plugin's root, kept here for the router
 	file      string
 	log       *slog.Logger
 	limit     int32
@@ -97,17 +101,23 @@ type lane struct {
 	timeoutLog rateLimited
 }
 
-func newLane(srv *Server, p *pluginhost.Plugin, pol Policy) *lane {
+// plugin is what a lane needs to know of either kind of plugin.
+type plugin interface {
+	Name() string
+	Root() string
+	File() string
+}
+
+func newLane(srv *Server, p plugin, pol Policy) *lane {
 	cfg := &srv.cfg
 	l := &lane{
 		srv:        srv,
-		plugin:     p,
+		name:       p.Name(),
 		root:       p.Root(),
 		file:       p.File(),
 		log:        cfg.Logger.With("plugin", p.Name(), "file", p.File()),
 		limit:      int32(pol.Concurrency),
 		budget:     int64(cfg.InlineBudget),
-		canInline:  cfg.InlineBudget > 0 && pol.Deadline == 0,
 		deadline:   int64(pol.Deadline),
 		queueLimit: pol.Queue,
 		breaker:    newBreaker(pol),
@@ -119,6 +129,14 @@ func newLane(srv *Server, p *pluginhost.Plugin, pol Policy) *lane {
 			p.Name(), pol.CircuitFailures, pol.CircuitWindow),
 		textStuck: fmt.Sprintf("send_error: every one of plugin %s's %d slots is stuck in a call past its deadline; this request was not sent and is safe to retry",
 			p.Name(), pol.Concurrency),
+	}
+	switch p := p.(type) {
+	case *pluginhost.Plugin:
+		l.plugin = p
+		l.canInline = cfg.InlineBudget > 0 && pol.Deadline == 0
+	case IsolatedPlugin:
+		// One worker process answers one batch at a time.
+		l.isolated, l.limit = p, 1
 	}
 	l.probation.Store(initialProbation)
 	return l

@@ -94,8 +94,15 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 		stalled:   make(map[*conn]*wakeState),
 		stallKick: make(chan struct{}, 1),
 	}
-	lanes := make([]*lane, len(plugins))
-	for i, p := range plugins {
+	all := make([]plugin, 0, len(plugins)+len(cfg.Isolated))
+	for _, p := range plugins {
+		all = append(all, p)
+	}
+	for _, p := range cfg.Isolated {
+		all = append(all, p)
+	}
+	lanes := make([]*lane, len(all))
+	for i, p := range all {
 		pol := cfg.Policies[p.Root()].withDefaults(&s.cfg)
 		if err := pol.validate(p.Root()); err != nil {
 			return nil, err

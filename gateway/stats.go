@@ -66,22 +66,25 @@ type PluginStats struct {
 	DroppedNotifyReplies uint64
 }
 
-// PluginStats returns the counts of every plugin, in the order New got
-// them.
+// PluginStats returns the counts of every plugin: those given to New in
+// their order, then Config.Isolated. An isolated plugin's worker process
+// counts its own timeouts and crashes (isolate.Plugin.Stats).
 func (s *Server) PluginStats() []PluginStats {
 	out := make([]PluginStats, len(s.lanes))
 	for i, l := range s.lanes {
 		out[i] = PluginStats{
-			Name:                 l.plugin.Name(),
-			Root:                 l.root,
-			InFlight:             int(l.busy.Load()),
-			Timeouts:             l.timeouts.Load(),
-			Stuck:                int(l.stuck.Load()),
-			Late:                 l.late.Load(),
-			Refused:              l.refused.Load(),
-			CircuitOpen:          l.breaker.state.Load() != circuitClosed,
-			CircuitOpened:        l.breaker.opened.Load(),
-			DroppedNotifyReplies: l.plugin.DroppedNotifyReplies(),
+			Name:          l.name,
+			Root:          l.root,
+			InFlight:      int(l.busy.Load()),
+			Timeouts:      l.timeouts.Load(),
+			Stuck:         int(l.stuck.Load()),
+			Late:          l.late.Load(),
+			Refused:       l.refused.Load(),
+			CircuitOpen:   l.breaker.state.Load() != circuitClosed,
+			CircuitOpened: l.breaker.opened.Load(),
+		}
+		if l.plugin != nil {
+			out[i].DroppedNotifyReplies = l.plugin.DroppedNotifyReplies()
 		}
 	}
 	return out
