@@ -37,8 +37,8 @@
 // REPE_GW_PLUGINS (a list, separated as in PATH), REPE_GW_ADDR,
 // REPE_GW_MAX_CONNS, REPE_GW_DEADLINE and REPE_GW_LOG_LEVEL. An empty
 // variable is unset. [Overrides.Set] reads a flag's or a variable's value
-// exactly as the file's. Plugins named by a flag or the environment replace
-// the file's list, and take the file's defaults.
+// exactly as the file's. Plugins named by --plugins or REPE_GW_PLUGINS
+// replace the file's list, and take the file's defaults.
 //
 // # Use
 //
@@ -52,8 +52,6 @@
 //	}
 //	var flags config.Overrides
 //	// for each flag given: err := flags.Set(name, value)
-//	// --plugin FILE, asked for by name: flags.Plugins = append(flags.Plugins,
-//	//	config.Plugin{Path: file, Enabled: true, Required: true})
 //	f := new(config.File) // no file: every default
 //	if path := cmp.Or(flags.Config, env.Config); path != "" {
 //		if f, err = config.Load(path); err != nil {
@@ -62,12 +60,15 @@
 //	}
 //	f.Apply(env)
 //	f.Apply(flags)
+//	// --plugin FILE adds to the plugins in effect, with f's defaults:
+//	// f.Plugins = append(f.Plugins, config.Plugin{Path: file, Enabled: true})
 //	cfg := f.Gateway(logger) // the gateway.Config of listen and limits
 //	for i := range f.Plugins {
 //		p := &f.Plugins[i]
 //		if p.Enabled {
 //			policy := f.Effective(p) // mode, deadline, restart, ... with defaults
-//			// load p.Path with policy, pinned to p.SHA256, handing it p.Config
+//			// load p.Path with policy, pinned to p.SHA256, handing it p.Config;
+//			// cfg.Policies[root] = gateway.Policy{Deadline: policy.Deadline, ...}
 //		}
 //	}
 //

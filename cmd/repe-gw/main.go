@@ -1,12 +1,16 @@
 // Command repe-gw serves REPE plugins (shared libraries built against
 // Glaze's plugin ABI) over TCP.
 //
-//	repe-gw --plugins DIR [--plugin FILE]... [--addr 127.0.0.1:5099]
+//	repe-gw [--config FILE] [--plugins DIR] [--plugin FILE]... [--addr 127.0.0.1:5099]
+//	repe-gw validate --config FILE
 //
-// Run repe-gw -h for every flag.
+// Settings come from flags, then the environment (REPE_GW_ADDR, ...), then
+// the configuration file, then the defaults; package config reads all
+// three. Run repe-gw -h for every flag.
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,8 +18,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
+	"github.com/repe-gw/repe-gw/config"
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/internal/version"
 	"github.com/repe-gw/repe-gw/pluginhost"
@@ -24,20 +31,23 @@ import (
 // Exit codes.
 const (
 	exitOK      = 0
-	exitFailure = 1 // startup failed, or shutdown did not finish in time
-	exitUsage   = 2 // bad flags
+	exitFailure = 1 // startup failed, or shutdown did not finish in time; validate found a problem
+	exitUsage   = 2 // bad flags or environment variables
 )
 
 func main() {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, sigs))
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, sigs))
 }
 
 // run is the whole program; main only wires it to the process. It returns
 // the exit code.
-func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
-	opts, err := parseFlags(args, stdout)
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
+	if len(args) > 0 && args[0] == "validate" {
+		return validate(args[1:], getenv, stdout, stderr)
+	}
+	cl, err := parseFlags(args, stdout)
 	if errors.Is(err, errHelp) {
 		return exitOK
 	}
@@ -45,29 +55,58 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		fmt.Fprintf(stderr, "repe-gw: %v (see repe-gw -h)\n", err)
 		return exitUsage
 	}
-	if opts.version {
+	if cl.version {
 		fmt.Fprintln(stdout, "repe-gw", version.String())
 		return exitOK
 	}
-	log := newLogger(stderr, opts.logLevel, opts.logFormat)
+	env, err := config.FromEnv(getenv)
+	if err != nil {
+		printError(stderr, "repe-gw: ", err)
+		return exitUsage
+	}
+	f, err := loadConfig(cl.flags.Config, env.Config)
+	if err != nil {
+		printError(stderr, "repe-gw: ", err)
+		return exitFailure
+	}
+	f.Apply(env)
+	f.Apply(cl.flags)
+	shutdownTimeout := f.ShutdownTimeout()
+	log := newLogger(stderr, f.LogLevel(), f.LogFormat())
+	if f.Path != "" {
+		log.Info("configuration read", "file", f.Path)
+	}
 	// Before the first plugin loads: an init may take as long as it likes,
 	// and a signal must not wait for it.
-	stop := watchSignals(log, sigs, opts)
+	stop := watchSignals(log, sigs, shutdownTimeout)
 
-	files, err := pluginFiles(opts.dir, opts.files)
-	if err != nil {
-		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
+	var from string // where the plugins in effect come from, when not the file
+	switch {
+	case cl.flags.Plugins != nil:
+		from = "--plugins"
+	case env.Plugins != nil:
+		from = "REPE_GW_PLUGINS"
+	}
+	entries := append(fileEntries(f, from), namedEntries(f, cl.named)...)
+	for _, e := range entries {
+		if !e.Enabled {
+			log.Info("plugin entry disabled", "entry", e.at(""), "path", e.Path)
+		}
+	}
+	files, errs := plan(entries)
+	if len(errs) > 0 {
+		printError(stderr, "repe-gw: ", errors.Join(errs...))
 		return exitFailure
 	}
 	host := &pluginhost.Host{}
-	stopped, err := load(log, host, files, stop)
+	loaded, stopped, err := load(log, host, files, stop)
 	if err != nil {
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
-		closeHost(log, host, opts)
+		closeHost(log, host, shutdownTimeout)
 		return exitFailure
 	}
 	if stopped {
-		if !closeHost(log, host, opts) {
+		if !closeHost(log, host, shutdownTimeout) {
 			return exitFailure
 		}
 		log.Info("stopped")
@@ -75,16 +114,18 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	plugins := host.Plugins()
 	if len(plugins) == 0 {
-		log.Warn("no plugin loaded: every request will be answered method_not_found", "dir", opts.dir)
+		log.Warn("no plugin loaded: every request will be answered method_not_found")
 	}
 
-	srv, err := gateway.New(opts.gateway(log), plugins)
+	cfg := f.Gateway(log)
+	cfg.Policies = policies(loaded)
+	srv, err := gateway.New(cfg, plugins)
 	if err == nil {
 		err = srv.Start()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
-		closeHost(log, host, opts)
+		closeHost(log, host, shutdownTimeout)
 		return exitFailure
 	}
 
@@ -96,13 +137,13 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		code = exitFailure
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), opts.shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Error("shutdown", "error", err)
 		code = exitFailure
 	}
-	if !closeHost(log, host, opts) {
+	if !closeHost(log, host, shutdownTimeout) {
 		code = exitFailure
 	}
 	if code == exitOK {
@@ -111,15 +152,71 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 	return code
 }
 
+// loadConfig loads the configuration file that --config names, or else
+// REPE_GW_CONFIG; with neither, the configuration is every default.
+func loadConfig(flag, env string) (*config.File, error) {
+	name, path := "--config", flag
+	if path == "" {
+		name, path = "REPE_GW_CONFIG", env
+	}
+	if path == "" {
+		return new(config.File), nil
+	}
+	f, err := config.Load(path)
+	if _, ok := errors.AsType[config.Errors](err); err != nil && !ok {
+		return nil, fmt.Errorf("%s %s: %w", name, path, unwrapPath(err))
+	}
+	return f, err
+}
+
+// validate is repe-gw validate: it checks a configuration file, and
+// returns the exit code.
+func validate(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	path, err := parseValidateFlags(args, stdout)
+	if errors.Is(err, errHelp) {
+		return exitOK
+	}
+	path = cmp.Or(path, getenv("REPE_GW_CONFIG"))
+	if err == nil && path == "" {
+		err = errors.New("no file to check: want --config FILE")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "repe-gw validate: %v (see repe-gw validate -h)\n", err)
+		return exitUsage
+	}
+	f, err := config.Load(path)
+	if err != nil {
+		if _, ok := errors.AsType[config.Errors](err); !ok {
+			// As config.Position writes a place without a line.
+			err = fmt.Errorf("%s: %w", path, unwrapPath(err))
+		}
+		printError(stderr, "", err)
+		return exitFailure
+	}
+	if _, errs := plan(fileEntries(f, "")); len(errs) > 0 {
+		printError(stderr, "", errors.Join(errs...))
+		return exitFailure
+	}
+	return exitOK
+}
+
+// printError writes err one line at a time, each after prefix: errors of
+// a configuration (config.Errors, errors.Join) hold one problem per line.
+func printError(w io.Writer, prefix string, err error) {
+	for line := range strings.SplitSeq(err.Error(), "\n") {
+		fmt.Fprintf(w, "%s%s\n", prefix, line)
+	}
+}
+
 // watchSignals returns a channel that is closed by the first signal, at
 // whatever stage the gateway is: loading plugins, serving or shutting
 // down. The second signal ends the process at once, as the README promises,
 // without waiting for a plugin's init or shutdown, or for calls in flight.
-func watchSignals(log *slog.Logger, sigs <-chan os.Signal, opts *options) <-chan struct{} {
+func watchSignals(log *slog.Logger, sigs <-chan os.Signal, shutdownTimeout time.Duration) <-chan struct{} {
 	stop := make(chan struct{})
 	go func() {
 		sig := <-sigs
-		log.Info("shutting down", "signal", sig.String(), "timeout", opts.shutdownTimeout)
+		log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
 		close(stop)
 		sig = <-sigs
 		log.Error("second signal: exiting now", "signal", sig.String())
@@ -128,54 +225,10 @@ func watchSignals(log *slog.Logger, sigs <-chan os.Signal, opts *options) <-chan
 	return stop
 }
 
-// load adds the plugin files to host in order, logging each plugin loaded
-// and each file refused. It returns stopped when a signal came first, in
-// which case the files after the one loading then are not loaded. A file
-// named by --plugin that is not a plugin this gateway can load at all is an
-// error, which stops loading: it was asked for by name.
-func load(log *slog.Logger, host *pluginhost.Host, files []pluginFile, stop <-chan struct{}) (stopped bool, err error) {
-	for i, f := range files {
-		select {
-		case <-stop:
-			log.Info("startup stopped: plugins not loaded", "count", len(files)-i)
-			return true, nil
-		default:
-		}
-		p, err := host.Add(f.path)
-		if err == nil {
-			log.Info("plugin loaded", "plugin", p.Name(), "version", p.Version(), "root", p.Root(), "file", p.File())
-			continue
-		}
-		if le, ok := errors.AsType[*pluginhost.LoadError](err); ok {
-			if f.named && notAPlugin(err) {
-				return false, fmt.Errorf("--plugin %s: %w", f.path, le.Err)
-			}
-			log.Error("plugin refused", "file", le.File, "reason", le.Err)
-		} else {
-			log.Error("plugin refused", "file", f.path, "reason", err)
-		}
-	}
-	select {
-	case <-stop:
-		return true, nil
-	default:
-		return false, nil
-	}
-}
-
-// notAPlugin reports whether a refusal says the file is nothing this
-// gateway can load (not a shared object, no REPE plugin ABI, another
-// version of it), rather than a plugin that failed: its info, its init, or
-// a root another plugin serves.
-func notAPlugin(err error) bool {
-	return errors.Is(err, pluginhost.ErrOpen) || errors.Is(err, pluginhost.ErrMissingSymbol) ||
-		errors.Is(err, pluginhost.ErrInterfaceVersion)
-}
-
 // closeHost shuts every plugin down once its calls have returned, and
 // reports whether all of them were.
-func closeHost(log *slog.Logger, host *pluginhost.Host, opts *options) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), opts.shutdownTimeout)
+func closeHost(log *slog.Logger, host *pluginhost.Host, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := host.Close(ctx); err != nil {
 		log.Error("plugin shutdown", "error", err)
