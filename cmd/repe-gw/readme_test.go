@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
 )
 
@@ -162,4 +164,68 @@ func helpEntry(t *testing.T, usage, name string) string {
 	require.True(t, ok, "-h shows no --%s", name)
 	entry, _, _ = strings.Cut(entry, "\n  --")
 	return "--" + name + " " + strings.Join(strings.Fields(entry), " ")
+}
+
+// codeBlocks returns the contents of the blocks of section fenced as lang.
+func codeBlocks(section, lang string) []string {
+	var blocks []string
+	in := false
+	for line := range strings.SplitSeq(section, "\n") {
+		switch {
+		case line == "```"+lang:
+			in = true
+			blocks = append(blocks, "")
+		case line == "```":
+			in = false
+		case in:
+			blocks[len(blocks)-1] += line + "\n"
+		}
+	}
+	return blocks
+}
+
+// TestReadmeConfiguration runs the examples of README.md's "Configuration
+// file": the gateway serves the example configuration, next to plugins laid
+// out as `make plugins` lays them out, and validate prints what the
+// transcript shows.
+func TestReadmeConfiguration(t *testing.T) {
+	section := readmeSection(t, "## Configuration file")
+	bin := buildGateway(t)
+
+	t.Run("example", func(t *testing.T) {
+		yamls := codeBlocks(section, "yaml")
+		require.Len(t, yamls, 1)
+		dir := t.TempDir()
+		_, err := plugintest.BuildTo(mkdir(t, filepath.Join(dir, "plugins", "calculator")), plugintest.RepoPath("plugins/calculator/calculator.c"))
+		require.NoError(t, err)
+		conf := filepath.Join(dir, "repe-gw.yaml")
+		require.NoError(t, os.WriteFile(conf, []byte(yamls[0]), 0o644))
+
+		// --addr over the file's, which may be taken.
+		g := startGateway(t, bin, "--config", conf)
+		assert.Equal(t, 1, strings.Count(g.log(), `msg="plugin loaded"`), g.log())
+		assert.Regexp(t, `msg="plugin loaded" plugin=calculator .* concurrency=4 required=true\n`, g.log(), "its own entry's policy, with no deadline")
+		c := g.dial(t)
+		c.Send(gatewaytest.Request(1, "/calculator/value", ""))
+		assert.Equal(t, "0", string(c.Next().Body()))
+	})
+
+	t.Run("validate", func(t *testing.T) {
+		steps := transcript(section)
+		require.Len(t, steps, 2)
+		for _, s := range steps {
+			require.True(t, strings.HasPrefix(s.command, "bin/repe-gw validate "), s.command)
+			cmd := exec.Command("sh", "-c", bin+strings.TrimPrefix(s.command, "bin/repe-gw"))
+			cmd.Dir = plugintest.RepoPath("")
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s\n%s", s.command, out)
+			assert.Equal(t, s.output, string(out), s.command)
+		}
+	})
+}
+
+func mkdir(t *testing.T, dir string) string {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
 }
