@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -167,6 +168,17 @@ func (o *Overrides) Set(name, value string) error {
 			o.Defaults.Deadline = &d
 		}
 		return err
+	case "isolate":
+		on, err := strconv.ParseBool(value)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		m := ModeInProcess
+		if on {
+			m = ModeIsolated
+		}
+		o.Defaults.Mode = &m
+		return nil
 	case "plugins":
 		for _, path := range filepath.SplitList(value) {
 			if path != "" {
@@ -196,13 +208,14 @@ type EnvVar struct {
 }
 
 // EnvVars returns the variables FromEnv reads, one for each name Set
-// reads: REPE_GW_CONFIG, REPE_GW_PLUGINS, REPE_GW_DEADLINE, and one for
-// each key of listen, limits and log.
+// reads: REPE_GW_CONFIG, REPE_GW_PLUGINS, REPE_GW_DEADLINE, REPE_GW_ISOLATE,
+// and one for each key of listen, limits and log.
 func EnvVars() []EnvVar {
 	vars := []EnvVar{
 		{"REPE_GW_CONFIG", "config", ""},
 		{"REPE_GW_PLUGINS", "plugins", "plugins"},
 		{"REPE_GW_DEADLINE", "deadline", "defaults.deadline"},
+		{"REPE_GW_ISOLATE", "isolate", "defaults.mode"},
 	}
 	for _, s := range settings {
 		vars = append(vars, EnvVar{envName(s.flag), s.flag, s.key})

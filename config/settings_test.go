@@ -104,12 +104,21 @@ func TestEnvVars(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{
-		"REPE_GW_CONFIG", "REPE_GW_PLUGINS", "REPE_GW_DEADLINE", "REPE_GW_ADDR",
+		"REPE_GW_CONFIG", "REPE_GW_PLUGINS", "REPE_GW_DEADLINE", "REPE_GW_ISOLATE", "REPE_GW_ADDR",
 		"REPE_GW_MAX_MESSAGE_SIZE", "REPE_GW_MAX_CONNS", "REPE_GW_MAX_CONNS_PER_IP",
 		"REPE_GW_MAX_PENDING_OUTPUT", "REPE_GW_MAX_PENDING_INPUT", "REPE_GW_READ_TIMEOUT",
 		"REPE_GW_WRITE_TIMEOUT", "REPE_GW_IDLE_TIMEOUT", "REPE_GW_KEEPALIVE", "REPE_GW_SHUTDOWN_TIMEOUT",
 		"REPE_GW_PLUGIN_CONCURRENCY", "REPE_GW_INLINE_BUDGET", "REPE_GW_LOG_LEVEL", "REPE_GW_LOG_FORMAT",
 	}, names)
+}
+
+func TestSetIsolate(t *testing.T) {
+	var o Overrides
+	require.NoError(t, o.Set("isolate", "true"))
+	assert.Equal(t, ModeIsolated, *o.Defaults.Mode)
+	require.NoError(t, o.Set("isolate", "false"))
+	assert.Equal(t, ModeInProcess, *o.Defaults.Mode)
+	require.Error(t, o.Set("isolate", "maybe"))
 }
 
 func TestSet(t *testing.T) {
@@ -119,6 +128,7 @@ func TestSet(t *testing.T) {
 	require.NoError(t, o.Set("plugins", "x.so:y.so"))
 	require.NoError(t, o.Set("max-pending-output", "1KiB"))
 	require.NoError(t, o.Set("keepalive", "0"))
+
 	assert.Equal(t, Overrides{
 		Config:  "a.yaml",
 		Plugins: []Plugin{{Path: "dir", Enabled: true}, {Path: "x.so", Enabled: true}, {Path: "y.so", Enabled: true}},

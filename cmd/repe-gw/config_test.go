@@ -220,9 +220,6 @@ func TestConfigStartupFailures(t *testing.T) {
 		{"missing path", "plugins:\n  - gw.so\n  - path: none.so\n", nil, exitFailure, []string{
 			`^repe-gw: CONF:3:5: plugins\[1\]\.path: \S+/none.so: no such file or directory$`,
 		}},
-		{"isolated", "plugins:\n  - path: gw.so\n    mode: isolated\n", nil, exitFailure, []string{
-			`^repe-gw: CONF:2:5: plugins\[0\]\.mode: isolated mode is not available in this build: use mode: inprocess$`,
-		}},
 		{"pin on a directory", "plugins:\n  - path: other\n    sha256: " + strings.Repeat("a", 64) + "\n", nil, exitFailure, []string{
 			`^repe-gw: CONF:2:5: plugins\[0\]\.sha256: \S+/other is a directory: a pin names one file`,
 		}},
@@ -326,8 +323,6 @@ plugins:
     required: true
   - path: .
     sha256: `+strings.Repeat("a", 64)+`
-  - path: gw.so
-    mode: isolated
   - path: elsewhere/later.so
     enabled: false
 `)
@@ -337,7 +332,6 @@ plugins:
 		assert.Equal(t, strings.ReplaceAll(`FILE:3:5: plugins[0].path: DIR/none.so: no such file or directory
 FILE:4:5: plugins[1].path: no plugin (*.so) below DIR/empty, and the entry is required
 FILE:6:5: plugins[2].sha256: DIR is a directory: a pin names one file; give each file an entry of its own
-FILE:8:5: plugins[3].mode: isolated mode is not available in this build: use mode: inprocess
 `, "FILE", "DIR/repe-gw.yaml"), strings.ReplaceAll(stderr, dir, "DIR"))
 	})
 

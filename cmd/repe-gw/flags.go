@@ -38,6 +38,7 @@ type commandLine struct {
 	// named are the files of --plugin, in order, loaded besides the
 	// plugins of the file, of --plugins or of REPE_GW_PLUGINS.
 	named   []string
+	isolate bool
 	version bool
 }
 
@@ -73,6 +74,7 @@ func parseFlags(args []string, stdout io.Writer) (*commandLine, error) {
 	set("idle-timeout", "0", "close a connection with no request in flight for `D`; 0: never")
 	set("keepalive", gateway.DefaultKeepAlive.String(), "send TCP keep-alive probes after `D` of silence; 0: never")
 	set("deadline", "0", "answer ec 7 to a plugin call still running after `D`, unless the plugin's entry sets a deadline; 0: none")
+	fs.boolean(&cl.isolate, "isolate", "run every plugin in a worker process of its own, unless its entry sets a mode")
 	set("shutdown-timeout", config.DefaultShutdownTimeout.String(), "on SIGINT/SIGTERM, wait at most `D` for requests in flight")
 	set("plugin-concurrency", "GOMAXPROCS", "run at most `N` calls into one plugin at once, unless the file sets its concurrency")
 	set("inline-budget", gateway.DefaultInlineBudget.String(),
@@ -90,6 +92,11 @@ func parseFlags(args []string, stdout io.Writer) (*commandLine, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if cl.isolate {
+		if err := cl.flags.Set("isolate", "true"); err != nil {
+			return nil, err
+		}
 	}
 	return cl, nil
 }

@@ -47,6 +47,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	if len(args) > 0 && args[0] == "validate" {
 		return validate(args[1:], getenv, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == workerCommand {
+		// The gateway runs its own binary again as an isolated plugin's
+		// worker process.
+		return serveWorker(args[1:])
+	}
 	cl, err := parseFlags(args, stdout)
 	if errors.Is(err, errHelp) {
 		return exitOK
@@ -100,31 +105,35 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	}
 	host := &pluginhost.Host{}
 	loaded, stopped, err := load(log, host, files, stop)
+	isolated := isolatedOf(loaded)
 	if err != nil {
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
+		closeIsolated(log, isolated, shutdownTimeout)
 		closeHost(log, host, shutdownTimeout)
 		return exitFailure
 	}
 	if stopped {
-		if !closeHost(log, host, shutdownTimeout) {
+		if !closeIsolated(log, isolated, shutdownTimeout) || !closeHost(log, host, shutdownTimeout) {
 			return exitFailure
 		}
 		log.Info("stopped")
 		return exitOK
 	}
 	plugins := host.Plugins()
-	if len(plugins) == 0 {
+	if len(plugins)+len(isolated) == 0 {
 		log.Warn("no plugin loaded: every request will be answered method_not_found")
 	}
 
 	cfg := f.Gateway(log)
 	cfg.Policies = policies(loaded)
+	cfg.Isolated = asGateway(isolated)
 	srv, err := gateway.New(cfg, plugins)
 	if err == nil {
 		err = srv.Start()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
+		closeIsolated(log, isolated, shutdownTimeout)
 		closeHost(log, host, shutdownTimeout)
 		return exitFailure
 	}
@@ -143,7 +152,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		log.Error("shutdown", "error", err)
 		code = exitFailure
 	}
-	if !closeHost(log, host, shutdownTimeout) {
+	if !closeIsolated(log, isolated, shutdownTimeout) || !closeHost(log, host, shutdownTimeout) {
 		code = exitFailure
 	}
 	if code == exitOK {

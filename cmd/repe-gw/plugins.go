@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -176,7 +177,7 @@ func checkEntry(e *entry, info os.FileInfo, err error) []error {
 		errs = append(errs, fmt.Errorf("%s: %s is a directory: a pin names one file; give each file an entry of its own", e.at("sha256"), e.Path))
 	}
 	switch {
-	case e.policy.Mode != config.ModeIsolated:
+	case e.policy.Mode != config.ModeIsolated || isolationAvailable:
 	case e.Mode != nil:
 		errs = append(errs, fmt.Errorf("%s: isolated mode is not available in this build: use mode: inprocess", e.at("mode")))
 	default:
@@ -220,10 +221,12 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// loaded is a plugin that loaded, and what its entry says of it.
+// loaded is a plugin that loaded, in this process or in a worker process of
+// its own, and what its entry says of it.
 type loaded struct {
-	plugin *pluginhost.Plugin
-	policy config.Effective
+	plugin   *pluginhost.Plugin
+	isolated *isolatedPlugin
+	policy   config.Effective
 	// required is true when the gateway must not run without the plugin:
 	// start-up fails when it is refused, and the readiness of a later
 	// admin listener is to turn false when it fails.
@@ -237,6 +240,17 @@ type loaded struct {
 // --plugin that is no plugin this gateway can load at all, since it was
 // asked for by name.
 func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, stop <-chan struct{}) (plugins []loaded, stopped bool, err error) {
+	// A worker process's start is bounded by its own timeout; a signal
+	// cancels it too.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	for i, f := range files {
 		select {
 		case <-stop:
@@ -246,9 +260,16 @@ func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, stop <-c
 		}
 		// f.entry.Config, the entry's config mapping as JSON, is for the
 		// plugin: a later change hands it over when the plugin starts.
-		p, err := add(host, f)
+		l := loaded{policy: f.entry.policy, required: f.requiredBy != nil}
+		err := checkPin(f)
+		switch {
+		case err != nil:
+		case f.entry.policy.Mode == config.ModeIsolated:
+			l.isolated, err = startIsolated(ctx, log, f.path, f.entry.policy)
+		default:
+			l.plugin, err = host.Add(f.path)
+		}
 		if err == nil {
-			l := loaded{plugin: p, policy: f.entry.policy, required: f.requiredBy != nil}
 			log.Info("plugin loaded", l.attrs()...)
 			plugins = append(plugins, l)
 			continue
@@ -273,21 +294,24 @@ func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, stop <-c
 	}
 }
 
-// add loads the plugin file f into host, once its contents match its pin.
-func add(host *pluginhost.Host, f *pluginFile) (*pluginhost.Plugin, error) {
-	if want := f.entry.SHA256; want != "" {
-		// The file is read twice, here and by the loader: a pin guards
-		// against a wrong or damaged file, not against one replaced in
-		// between by someone who may write there.
-		got, err := fileSHA256(f.path)
-		if err != nil {
-			return nil, err
-		}
-		if got != want {
-			return nil, fmt.Errorf("its SHA-256 is %s, but its entry pins %s", got, want)
-		}
+// checkPin reports whether the contents of the plugin file f match its pin,
+// if its entry has one.
+func checkPin(f *pluginFile) error {
+	want := f.entry.SHA256
+	if want == "" {
+		return nil
 	}
-	return host.Add(f.path)
+	// The file is read twice, here and by the loader: a pin guards against
+	// a wrong or damaged file, not against one replaced in between by
+	// someone who may write there.
+	got, err := fileSHA256(f.path)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("its SHA-256 is %s, but its entry pins %s", got, want)
+	}
+	return nil
 }
 
 // fileSHA256 returns the SHA-256 digest of the file at path, in lower-case
@@ -317,8 +341,14 @@ func notAPlugin(err error) bool {
 // attrs are what the log says of a plugin loaded: who it is, and what its
 // policy sets.
 func (l loaded) attrs() []any {
-	p := l.plugin
+	p := l.identity()
 	attrs := []any{"plugin", p.Name(), "version", p.Version(), "root", p.Root(), "file", p.File()}
+	if l.isolated != nil {
+		attrs = append(attrs, "mode", config.ModeIsolated)
+		if l.policy.MemoryLimit > 0 {
+			attrs = append(attrs, "memory_limit", config.FormatSize(l.policy.MemoryLimit))
+		}
+	}
 	if l.policy.Deadline > 0 {
 		attrs = append(attrs, "deadline", l.policy.Deadline)
 	}
@@ -344,11 +374,35 @@ func policies(plugins []loaded) map[string]gateway.Policy {
 		// back after it fails; they are not the circuit breaker's, which
 		// opens on timeouts for a while, so the circuit keeps the
 		// gateway's defaults.
-		m[l.plugin.Root()] = gateway.Policy{
+		m[l.identity().Root()] = gateway.Policy{
 			Concurrency: l.policy.Concurrency,
 			Queue:       l.policy.Queue,
 			Deadline:    l.policy.Deadline,
 		}
 	}
 	return m
+}
+
+// identity returns the loaded plugin, whichever way it runs.
+func (l loaded) identity() interface {
+	Name() string
+	Version() string
+	Root() string
+	File() string
+} {
+	if l.isolated != nil {
+		return l.isolated
+	}
+	return l.plugin
+}
+
+// isolatedOf returns the plugins of loaded that run in worker processes.
+func isolatedOf(loaded []loaded) []*isolatedPlugin {
+	var out []*isolatedPlugin
+	for _, l := range loaded {
+		if l.isolated != nil {
+			out = append(out, l.isolated)
+		}
+	}
+	return out
 }
