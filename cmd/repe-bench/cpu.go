@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -15,17 +16,47 @@ import (
 const userHZ = 100
 
 // procCPU returns the user plus system CPU time that process pid has used,
-// all threads included, from /proc/PID/stat (fields 14 and 15, proc(5)).
-// Its resolution is 10 ms: measure windows of seconds.
+// all threads included, from /proc/PID/stat (fields 14 and 15, proc(5)),
+// with that of its child processes: those it has waited for (fields 16 and
+// 17) and, recursively, those still running, so that a gateway's isolated
+// plugins' worker processes count as the server's. Its resolution is 10 ms:
+// measure windows of seconds.
 func procCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, fmt.Errorf("--server-pid: %w", err)
 	}
-	return parseProcStat(b)
+	total, err := parseProcStat(b)
+	if err != nil {
+		return 0, err
+	}
+	for _, child := range children(pid) {
+		if t, err := procCPU(child); err == nil { // a child may end meanwhile
+			total += t
+		}
+	}
+	return total, nil
 }
 
-// parseProcStat reads utime and stime from the contents of /proc/PID/stat.
+// children returns the running child processes of pid, from the children
+// file of each of its threads (proc(5)).
+func children(pid int) []int {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
+	var out []int
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, f := range bytes.Fields(b) {
+			if c, err := strconv.Atoi(string(f)); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// parseProcStat reads utime and stime, and cutime and cstime (the CPU time
+// of the children the process has waited for), from the contents of
+// /proc/PID/stat.
 // The command name (field 2) is in parentheses and may hold spaces or
 // parentheses itself, so fields are counted from the last ')'.
 func parseProcStat(b []byte) (time.Duration, error) {
@@ -33,17 +64,21 @@ func parseProcStat(b []byte) (time.Duration, error) {
 	if i < 0 {
 		return 0, fmt.Errorf("--server-pid: unexpected /proc stat %q", b)
 	}
-	// After ") " come field 3 (state) and on: utime is field 14, stime 15.
+	// After ") " come field 3 (state) and on: utime is field 14, stime 15,
+	// cutime 16 and cstime 17.
 	f := bytes.Fields(b[i+1:])
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0, fmt.Errorf("--server-pid: unexpected /proc stat %q", b)
 	}
-	utime, err1 := strconv.ParseUint(string(f[11]), 10, 64)
-	stime, err2 := strconv.ParseUint(string(f[12]), 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("--server-pid: unexpected /proc stat %q", b)
+	var ticks uint64
+	for _, field := range f[11:15] {
+		n, err := strconv.ParseUint(string(field), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("--server-pid: unexpected /proc stat %q", b)
+		}
+		ticks += n
 	}
-	return time.Duration(utime+stime) * (time.Second / userHZ), nil
+	return time.Duration(ticks) * (time.Second / userHZ), nil
 }
 
 // selfCPU returns the user plus system CPU time this process has used, with

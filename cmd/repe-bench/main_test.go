@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -402,6 +403,23 @@ func TestVersion(t *testing.T) {
 	assert.Empty(t, errb.String())
 }
 
+// TestProcCPUCountsChildren: a server's running child processes, such as
+// the worker processes of isolated plugins, count as the server's CPU.
+func TestProcCPUCountsChildren(t *testing.T) {
+	child := exec.Command("sh", "-c", "while :; do :; done")
+	require.NoError(t, child.Start())
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	var childCPU time.Duration
+	require.Eventually(t, func() bool {
+		childCPU, _ = procCPU(child.Process.Pid)
+		return childCPU >= 200*time.Millisecond
+	}, 10*time.Second, 10*time.Millisecond)
+	own := selfCPU()
+	total, err := procCPU(os.Getpid())
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, total, childCPU+own-20*time.Millisecond, "the child's CPU is counted")
+}
+
 func TestParseProcStat(t *testing.T) {
 	// The command name may hold spaces and parentheses.
 	stat := "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 150 0 0 20 0 9 0 100 1000000 500 18446744073709551615\n"
@@ -412,11 +430,20 @@ func TestParseProcStat(t *testing.T) {
 	_, err = parseProcStat([]byte("4242 (x) S 1 2"))
 	assert.Error(t, err)
 
-	// /proc and getrusage see the same CPU time of this process, /proc in
-	// 10 ms ticks: burn some first, so that there is something to see.
+	// The children it has waited for count too: cutime and cstime.
+	stat = "4242 (x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 150 70 30 20 0 9 0 100 1000000 500 18446744073709551615\n"
+	got, err = parseProcStat([]byte(stat))
+	require.NoError(t, err)
+	assert.Equal(t, 5*time.Second, got)
+
+	// /proc and getrusage see the same CPU time of this process and the
+	// children it has waited for, /proc in 10 ms ticks: burn some first, so
+	// that there is something to see.
 	for start := selfCPU(); selfCPU()-start < 50*time.Millisecond; {
 	}
-	fromRusage := selfCPU()
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru))
+	fromRusage := selfCPU() + time.Duration(ru.Utime.Nano()+ru.Stime.Nano())
 	fromProc, err := procCPU(os.Getpid())
 	require.NoError(t, err)
 	assert.Positive(t, fromProc)
