@@ -20,7 +20,7 @@ PLUGINS     := $(foreach p,$(PLUGIN_DIRS),plugins/$(p)/$(p).so)
 ARM64_CC   ?= aarch64-linux-gnu-gcc
 ARM64_EXEC ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
 
-.PHONY: all plugins build run test test-arm64 lint bench clean
+.PHONY: all plugins build run test test-arm64 test-arm64-short arm64-tools lint bench clean
 
 all: build plugins
 
@@ -39,32 +39,44 @@ run: build plugins
 
 # The whole suite, as CI runs it. The no-cgo pass proves that plugins load
 # and serve without cgo; the race pass runs everything under the race
-# detector; benchmarks run once so that they keep compiling and working; the
-# arm64 pass runs the code that calls C on the other architecture it
-# supports. Lint comes last, so that no test waits for it.
+# detector (which needs cgo); benchmarks run once so that they keep compiling
+# and working; the arm64 pass runs the code that calls C on the other
+# architecture it supports. Lint comes last, so that no test waits for it.
+# Everything but the race pass builds as releases do, with CGO_ENABLED=0, so
+# that the passes share one build cache.
 test:
-	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
+	CGO_ENABLED=0 $(GO) vet ./...
 	CGO_ENABLED=0 $(GO) test -count=1 ./pluginhost/ ./gateway/ ./conformance/ ./cmd/repe-gw/
 	$(GO) test -race -shuffle=on -count=1 ./...
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
-	@$(MAKE) --no-print-directory test-arm64
+	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	@$(MAKE) --no-print-directory test-arm64-short
 	@$(MAKE) --no-print-directory lint
 
-# pluginhost (the call trampoline is assembly per architecture), the gateway
-# and the conformance replay, built for arm64 and run under qemu-user.
-test-arm64:
+# The arm64 pass of make test: the packages that call C are built and vetted
+# for arm64 (the trampoline's assembly included), and pluginhost's tests and
+# the conformance replay run under qemu-user. test-arm64 runs the gateway's
+# tests there too, which adds about a minute: more than make test can spend.
+test-arm64-short: arm64-tools
+	CGO_ENABLED=0 GOARCH=arm64 $(GO) vet ./pluginhost/ ./gateway/ ./conformance/
+	$(ARM64_TEST) ./pluginhost/ ./conformance/
+
+test-arm64: arm64-tools
+	$(ARM64_TEST) ./pluginhost/ ./gateway/ ./conformance/
+
+ARM64_TEST = CGO_ENABLED=0 GOARCH=arm64 CC="$(ARM64_CC)" $(GO) test -count=1 -exec "$(ARM64_EXEC)"
+
+arm64-tools:
 	@for tool in $(firstword $(ARM64_CC)) $(firstword $(ARM64_EXEC)); do \
-		command -v $$tool >/dev/null || { echo "test-arm64: $$tool not found (Debian: apt-get install qemu-user gcc-aarch64-linux-gnu)"; exit 1; }; \
+		command -v $$tool >/dev/null || { echo "$$tool not found (Debian: apt-get install qemu-user gcc-aarch64-linux-gnu)"; exit 1; }; \
 	done
-	CGO_ENABLED=0 GOARCH=arm64 CC="$(ARM64_CC)" $(GO) test -count=1 -exec "$(ARM64_EXEC)" ./pluginhost/ ./gateway/ ./conformance/
 
 # staticcheck is pinned in go.mod as a tool, so it comes with the module's
 # other dependencies and needs no download of its own.
 lint:
 	@unformatted=$$(gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	$(GO) tool staticcheck ./...
+	CGO_ENABLED=0 $(GO) tool staticcheck ./...
 
 # The benchmark suite (bench/README.md): writes results/bench.md, in about
 # five minutes on a quiet machine. It pins servers and the load tool to
