@@ -61,8 +61,11 @@ test-arm64-short: arm64-tools
 	CGO_ENABLED=0 GOARCH=arm64 $(GO) vet ./pluginhost/ ./gateway/ ./conformance/
 	$(ARM64_TEST) ./pluginhost/ ./conformance/
 
+# Isolated plugins run in a worker that the gateway starts from its own
+# executable: qemu-user cannot follow that exec of an arm64 binary without
+# binfmt_misc, so those tests are left out here.
 test-arm64: arm64-tools
-	$(ARM64_TEST) ./pluginhost/ ./gateway/ ./conformance/
+	$(ARM64_TEST) -skip '^TestIsolated' ./pluginhost/ ./gateway/ ./conformance/
 
 ARM64_TEST = CGO_ENABLED=0 GOARCH=arm64 CC="$(ARM64_CC)" $(GO) test -count=1 -exec "$(ARM64_EXEC)"
 
