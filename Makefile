@@ -31,10 +31,10 @@ plugins/%.so: $$(wildcard plugins/$$(*D)/*.c) $$(wildcard plugins/$$(*D)/*.h) $(
 	$(CC) $(PLUGIN_CFLAGS) $(PLUGIN_LDFLAGS) -o $@ $(filter %.c,$^)
 
 # CGO_ENABLED=0: the gateway loads plugins through purego and needs no cgo.
-# -buildvcs=auto stamps the commit into --version even where GOFLAGS turns
-# stamping off.
+# -buildvcs=auto, added last to GOFLAGS, stamps the commit into --version
+# even where the go command's settings turn stamping off.
 build:
-	CGO_ENABLED=0 $(GO) build -buildvcs=auto -o bin/ ./cmd/...
+	CGO_ENABLED=0 GOFLAGS="$(GOFLAGS) -buildvcs=auto" $(GO) build -o bin/ ./cmd/...
 
 run: build plugins
 	./bin/repe-gw --plugins ./plugins --addr $(ADDR)
