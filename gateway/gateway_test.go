@@ -137,7 +137,9 @@ func TestSlowPluginDoesNotStall(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range slowConns {
 		c := gatewaytest.Dial(t, srv.Addr())
-		c.Send(gatewaytest.Request(0, "/slow/sleep", ""))
+		// The first call takes 3 s: a window that the calculator's 200
+		// calls fit in even on a loaded machine.
+		c.Send(gatewaytest.Request(0, "/slow/nap", "3000"))
 		wg.Go(func() {
 			for j := range 3 {
 				if j > 0 {
@@ -422,7 +424,8 @@ func TestLargeFrames(t *testing.T) {
 func TestOverflowBehindSlowCall(t *testing.T) {
 	srv, _ := gatewaytest.Serve(t, gateway.Config{MaxPendingInput: 1 << 20}, gatewaytest.TestPlugin(t, "/slow"))
 	c := gatewaytest.Dial(t, srv.Addr())
-	c.Send(gatewaytest.Request(1, "/slow/sleep", ""))
+	// The call takes 3 s, time enough to send the flood on a loaded machine.
+	c.Send(gatewaytest.Request(1, "/slow/nap", "3000"))
 	body := bytes.Repeat([]byte{'x'}, 32<<10)
 	go func() {
 		for id := uint64(2); id < 200; id++ { // 6 MiB, over the frame and 1 MiB the gateway holds

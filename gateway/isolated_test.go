@@ -74,7 +74,7 @@ func TestIsolatedPluginFailures(t *testing.T) {
 		{"/crash/segv", repe.ConnectionFailure, "signal SIGSEGV"},
 		{"/crash/abort", repe.ConnectionFailure, "signal SIGABRT"},
 		{"/crash/exit", repe.ConnectionFailure, "exited with status 3"},
-		{"/crash/hang", repe.Timeout, "did not answer within 300ms"},
+		{"/crash/hang", repe.Timeout, "did not answer within"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			// The failing request, and one behind it on the same
