@@ -374,7 +374,7 @@ func TestWriteDeadline(t *testing.T) {
 	// with time to encode it (slow under the race detector) and start
 	// writing.
 	err = within(t, func() error {
-		_, err := c.Call(ctxTimeout(t, 2*time.Second), "/big", make([]byte, 16<<20))
+		_, err := c.Call(ctxTimeout(t, 5*time.Second), "/big", make([]byte, 16<<20))
 		return err
 	})
 	assert.ErrorIs(t, err, repe.Timeout)
@@ -445,8 +445,8 @@ func TestRedialAfterIdleClose(t *testing.T) {
 	c := dial(t, srv.Addr, &Config{Conns: 1})
 	srv.CloseConns()
 	require.Eventually(t, func() bool { return c.slots[0].conn.Load().dead.Load() },
-		5*time.Second, 5*time.Millisecond, "the reader sees the close")
-	reply, err := c.Call(ctxTimeout(t, 5*time.Second), "/echo", []byte(`2`))
+		gatewaytest.Timeout, 5*time.Millisecond, "the reader sees the close")
+	reply, err := c.Call(ctxTimeout(t, gatewaytest.Timeout), "/echo", []byte(`2`))
 	require.NoError(t, err)
 	assert.Equal(t, `2`, string(reply.Body))
 	assert.Equal(t, 2, srv.Accepted())
