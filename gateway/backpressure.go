@@ -50,7 +50,7 @@ func (cs *conn) stall(pending int) gnet.Action {
 		return gnet.None
 	}
 	s.stats.slowConsumers.Add(1)
-	s.slowLog.do(func(suppressed int64) {
+	s.slowLog.Do(func(suppressed int64) {
 		s.log.Warn("closing a slow consumer: "+reason, "remote", cs.remote,
 			"pending_output", pending, "pending_input", cs.gc.InboundBuffered(),
 			"max_pending_output", s.cfg.MaxPendingOutput, "max_pending_input", s.cfg.MaxPendingInput,

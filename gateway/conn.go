@@ -308,7 +308,7 @@ func (cs *conn) wait() gnet.Action {
 			head, _ := gc.Peek(min(gc.InboundBuffered(), repe.HeaderSize))
 			cs.overflowID = repe.PeekID(head)
 		}
-		s.overflowLog.do(func(suppressed int64) {
+		s.overflowLog.Do(func(suppressed int64) {
 			s.log.Warn("connection sent too much while an earlier request was running; closing it after that request",
 				"remote", cs.remote, "limit", s.cfg.MaxPendingInput, "suppressed", suppressed)
 		})

@@ -389,7 +389,7 @@ func (w *watch) expire() {
 	l.stuck.Add(1)
 	l.timeouts.Add(1)
 	opened := l.breaker.failure(now)
-	l.timeoutLog.do(func(suppressed int64) {
+	l.timeoutLog.Do(func(suppressed int64) {
 		l.log.Warn("plugin call passed its deadline; its caller gets ec 7", "query", query,
 			"deadline", time.Duration(l.deadline), "stuck", l.stuck.Load(), "suppressed", suppressed)
 	})

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/repe-gw/repe-gw/internal/lograte"
 	"github.com/repe-gw/repe-gw/pluginhost"
 	"github.com/repe-gw/repe-gw/repe"
 )
@@ -97,8 +98,8 @@ type lane struct {
 	late     atomic.Uint64
 	refused  atomic.Uint64
 
-	errLog     rateLimited
-	timeoutLog rateLimited
+	errLog     lograte.Limiter
+	timeoutLog lograte.Limiter
 }
 
 // plugin is what a lane needs to know of either kind of plugin.
@@ -201,7 +202,7 @@ func (l *lane) call(dst []byte, frame repe.Message) []byte {
 	out, err := l.plugin.Call(dst, frame)
 	if err != nil {
 		e := repe.AsError(err)
-		l.errLog.do(func(suppressed int64) {
+		l.errLog.Do(func(suppressed int64) {
 			l.log.Warn("plugin call failed", "query", string(frame.Query()), "error", err, "suppressed", suppressed)
 		})
 		if frame.Notify() {
@@ -210,23 +211,4 @@ func (l *lane) call(dst []byte, frame repe.Message) []byte {
 		return repe.AppendError(dst, frame.ID(), e.Code, e.Message)
 	}
 	return out
-}
-
-// rateLimited runs a logging function at most once per interval and counts
-// the calls it skipped, so that a misbehaving plugin cannot flood the log.
-type rateLimited struct {
-	next       atomic.Int64
-	suppressed atomic.Int64
-}
-
-const logInterval = 10 * time.Second
-
-func (r *rateLimited) do(log func(suppressed int64)) {
-	now := time.Now().UnixNano()
-	next := r.next.Load()
-	if now < next || !r.next.CompareAndSwap(next, now+int64(logInterval)) {
-		r.suppressed.Add(1)
-		return
-	}
-	log(r.suppressed.Swap(0))
 }

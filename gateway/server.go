@@ -15,6 +15,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/repe-gw/repe-gw/internal/lograte"
 	"github.com/repe-gw/repe-gw/pluginhost"
 )
 
@@ -61,10 +62,10 @@ type Server struct {
 	jobs        sync.WaitGroup // requests running on workers or handed over
 	jobPool     sync.Pool
 	stats       counters
-	connsLog    rateLimited
-	perIPLog    rateLimited
-	overflowLog rateLimited
-	slowLog     rateLimited
+	connsLog    lograte.Limiter
+	perIPLog    lograte.Limiter
+	overflowLog lograte.Limiter
+	slowLog     lograte.Limiter
 
 	// textOverflow answers the first request dropped by a connection that
 	// overflowed maxWaiting.
@@ -330,13 +331,13 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	case "":
 	case "max_conns":
 		s.stats.maxConnsRefused.Add(1)
-		s.connsLog.do(func(suppressed int64) {
+		s.connsLog.Do(func(suppressed int64) {
 			s.log.Warn("connection limit reached; closing new connections", "limit", s.cfg.MaxConns, "remote", cs.remote, "suppressed", suppressed)
 		})
 		return nil, gnet.Close
 	case "max_conns_per_ip":
 		s.stats.perIPRefused.Add(1)
-		s.perIPLog.do(func(suppressed int64) {
+		s.perIPLog.Do(func(suppressed int64) {
 			s.log.Warn("per-address connection limit reached; closing new connections from it", "limit", s.cfg.MaxConnsPerIP, "remote", cs.remote, "suppressed", suppressed)
 		})
 		return nil, gnet.Close

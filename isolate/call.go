@@ -455,9 +455,9 @@ func (p *Plugin) answerFailed(b *batch, began int, what string, end ending, budg
 }
 
 // logCallError logs a request the plugin could not answer, at most once per
-// logInterval, so that a plugin failing every call cannot flood the log.
+// lograte.Interval, so that a plugin failing every call cannot flood the log.
 func (p *Plugin) logCallError(req repe.Message, msg, reason string) {
-	p.errLog.do(func(suppressed int64) {
+	p.errLog.Do(func(suppressed int64) {
 		p.logger().Warn(msg, "query", string(req.Query()), "error", reason, "suppressed", suppressed)
 	})
 }

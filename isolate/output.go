@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -80,23 +79,4 @@ func (l *lineLimiter) flush() int {
 	n := l.suppressed
 	l.suppressed = 0
 	return n
-}
-
-// rateLimited runs a logging function at most once per logInterval and
-// counts the calls it skipped.
-type rateLimited struct {
-	next       atomic.Int64
-	suppressed atomic.Int64
-}
-
-const logInterval = 10 * time.Second
-
-func (r *rateLimited) do(log func(suppressed int64)) {
-	now := time.Now().UnixNano()
-	next := r.next.Load()
-	if now < next || !r.next.CompareAndSwap(next, now+int64(logInterval)) {
-		r.suppressed.Add(1)
-		return
-	}
-	log(r.suppressed.Swap(0))
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/repe-gw/repe-gw/internal/lograte"
 	"github.com/repe-gw/repe-gw/pluginhost"
 )
 
@@ -107,7 +108,7 @@ type Plugin struct {
 	closeErr error
 
 	lines  lineLimiter
-	errLog rateLimited
+	errLog lograte.Limiter
 
 	// Messages of the errors answered without the worker, made once.
 	msgLate, msgBusy, msgRestarting, msgClosed string
