@@ -21,6 +21,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +110,15 @@ static void count_call(void) {
     atomic_fetch_sub(&inside, 1);
 }
 
+/* nap sleeps ms milliseconds in full. A signal to the process (the Go
+   runtime's preemption signal, SIGCHLD from a worker process) ends a
+   nanosleep early, and no SA_RESTART restarts one. */
+static void nap(long ms) {
+    struct timespec d = {ms / 1000, (ms % 1000) * 1000 * 1000};
+    while (ms > 0 && nanosleep(&d, &d) != 0 && errno == EINTR) {
+    }
+}
+
 static int last_segment_is(const char* q, uint64_t ql, const char* want) {
     size_t n = strlen(want);
     return ql > n && q[ql - n - 1] == '/' && memcmp(q + ql - n, want, n) == 0;
@@ -145,15 +155,12 @@ repe_buffer repe_plugin_call(const char* req, uint64_t size) {
     } else if (last_segment_is(q, ql, "nap")) {
         char num[32] = {0};
         memcpy(num, q + ql, bl < sizeof num - 1 ? bl : sizeof num - 1);
-        long ms = strtol(num, NULL, 10);
-        struct timespec d = {ms / 1000, (ms % 1000) * 1000 * 1000};
         enter();
-        nanosleep(&d, NULL);
+        nap(strtol(num, NULL, 10));
         atomic_fetch_sub(&inside, 1);
     } else if (last_segment_is(q, ql, "sleep")) {
-        struct timespec d = {0, 200 * 1000 * 1000};
         enter();
-        nanosleep(&d, NULL);
+        nap(200);
         atomic_fetch_sub(&inside, 1);
     } else if (last_segment_is(q, ql, "echo")) {
         reply(id, 0, bf, q + ql, bl);
