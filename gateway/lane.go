@@ -136,8 +136,10 @@ func newLane(srv *Server, p plugin, pol Policy) *lane {
 		l.plugin = p
 		l.canInline = cfg.InlineBudget > 0 && pol.Deadline == 0
 	case IsolatedPlugin:
-		// One worker process answers one batch at a time.
-		l.isolated, l.limit = p, 1
+		// Batches of different connections go to the plugin at once, up
+		// to its concurrency; the plugin decides how its worker
+		// processes take them.
+		l.isolated = p
 	}
 	l.probation.Store(initialProbation)
 	return l
