@@ -1,0 +1,97 @@
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// Plugin is what the gateway's owner knows of a plugin that the gateway
+// does not: where it came from and how it runs.
+type Plugin struct {
+	Name, Version, Root string
+	// File is the plugin's shared object; SHA256 its digest, in
+	// lower-case hexadecimal.
+	File, SHA256 string
+	// Mode is where the plugin runs: "inprocess" or "isolated".
+	Mode string
+	// Loaded is when the plugin finished loading.
+	Loaded time.Time
+	// Required plugins must serve for the gateway to be ready.
+	Required bool
+	// State returns the plugin's state ("serving", "restarting", ...) and
+	// whether it has failed for good. Nil for a plugin in the gateway's
+	// own process, which serves as long as the gateway does.
+	State func() (state string, failed bool)
+}
+
+func (p *Plugin) state() (string, bool) {
+	if p.State == nil {
+		return "serving", false
+	}
+	return p.State()
+}
+
+// pluginJSON is a plugin as /plugins shows it.
+type pluginJSON struct {
+	Name     string    `json:"name"`
+	Version  string    `json:"version"`
+	Root     string    `json:"root"`
+	File     string    `json:"file"`
+	SHA256   string    `json:"sha256"`
+	Loaded   time.Time `json:"loaded"`
+	Mode     string    `json:"mode"`
+	State    string    `json:"state"`
+	Required bool      `json:"required"`
+
+	InFlight             int    `json:"in_flight"`
+	Timeouts             uint64 `json:"timeouts"`
+	Stuck                int    `json:"stuck"`
+	Late                 uint64 `json:"late"`
+	Refused              uint64 `json:"refused"`
+	CircuitOpen          bool   `json:"circuit_open"`
+	CircuitOpened        uint64 `json:"circuit_opened"`
+	DroppedNotifyReplies uint64 `json:"dropped_notify_replies"`
+}
+
+// servePlugins answers GET /plugins: every plugin, in the gateway's order.
+func (s *Server) servePlugins(w http.ResponseWriter, _ *http.Request) {
+	stats := s.cfg.Gateway.PluginStats()
+	out := make([]pluginJSON, 0, len(stats))
+	for _, ps := range stats {
+		p := s.plugin(ps.Root)
+		state, _ := p.state()
+		out = append(out, pluginJSON{
+			Name: ps.Name, Version: p.Version, Root: ps.Root, File: p.File, SHA256: p.SHA256,
+			Loaded: p.Loaded, Mode: p.Mode, State: state, Required: p.Required,
+
+			InFlight:             ps.InFlight,
+			Timeouts:             ps.Timeouts,
+			Stuck:                ps.Stuck,
+			Late:                 ps.Late,
+			Refused:              ps.Refused,
+			CircuitOpen:          ps.CircuitOpen,
+			CircuitOpened:        ps.CircuitOpened,
+			DroppedNotifyReplies: ps.DroppedNotifyReplies,
+		})
+	}
+	writeJSON(w, out)
+}
+
+// plugin returns the Plugin of root, or an empty one for a plugin the
+// owner did not describe.
+func (s *Server) plugin(root string) *Plugin {
+	for i := range s.cfg.Plugins {
+		if s.cfg.Plugins[i].Root == root {
+			return &s.cfg.Plugins[i]
+		}
+	}
+	return &Plugin{Root: root}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // a client that went away is no error of ours
+}
