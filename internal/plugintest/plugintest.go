@@ -43,8 +43,9 @@ func Build(tb testing.TB, src string, cflags ...string) string {
 }
 
 // BuildTo is Build for callers without a testing.TB, such as TestMain or a
-// benchmark's setup: it writes the shared object into dir and returns its
-// path, or an error carrying the compiler's output. The file is named after
+// benchmark's setup: it writes the shared object into dir, with mode 0755
+// whatever the umask, and returns its path, or an error carrying the
+// compiler's output. The file is named after
 // the source, plus a hash of cflags when there are any, so that variants of
 // one source built into one directory do not overwrite each other.
 func BuildTo(dir, src string, cflags ...string) (string, error) {
@@ -77,6 +78,12 @@ func BuildTo(dir, src string, cflags ...string) (string, error) {
 	}
 	if err := checkMachine(so, runtime.GOARCH); err != nil {
 		return "", fmt.Errorf("plugintest: %s: %w", strings.Join(cc, " "), err)
+	}
+	// The compiler's output takes the umask's mode, group-writable under
+	// a umask of 002, which the gateway refuses to load; a plugin is
+	// installed writable by its owner only.
+	if err := os.Chmod(so, 0o755); err != nil {
+		return "", fmt.Errorf("plugintest: %w", err)
 	}
 	return so, nil
 }

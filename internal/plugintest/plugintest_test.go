@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -18,6 +19,18 @@ func TestBuild(t *testing.T) {
 	b, err := os.ReadFile(so)
 	require.NoError(t, err)
 	assert.Equal(t, "\x7fELF", string(b[:4]), "a shared object")
+}
+
+// TestBuildMode builds under a umask of 002, as many desktops set: the
+// plugin still comes out writable by its owner only, as the gateway
+// requires. Not parallel: the umask is the whole process's.
+func TestBuildMode(t *testing.T) {
+	old := syscall.Umask(0o002)
+	defer syscall.Umask(old)
+	so := Build(t, RepoPath("plugins/calculator/calculator.c"))
+	info, err := os.Stat(so)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o755), info.Mode().Perm())
 }
 
 func TestBuildToVariants(t *testing.T) {
