@@ -3,8 +3,9 @@
 //
 // # The file
 //
-// A configuration is one YAML document with five sections: listen (the
-// address), limits, log, defaults (the policy every plugin starts from) and
+// A configuration is one YAML document with six sections: listen (the
+// address), limits, log, admin (the admin listener of package admin),
+// defaults (the policy every plugin starts from) and
 // plugins (a list of plugin files or directories, each with an optional
 // policy of its own, and a config mapping handed to the plugin as JSON).
 // repe-gw.example.yaml, at the root of the repository, shows and explains
@@ -25,7 +26,8 @@
 //     MiB, GiB or TiB (64MiB). Decimal units (MB) are refused: readers
 //     disagree on what they mean. [ParseSize] reads them, for flags too.
 //   - a timeout of 0 means never; a key left out means the default.
-//   - relative plugin paths are relative to the file's directory.
+//   - relative paths, of plugins and of admin.token_file, are relative to
+//     the file's directory.
 //
 // # Precedence
 //

@@ -68,6 +68,14 @@ func TestExampleFile(t *testing.T) {
 			PluginConcurrency: 0,
 		}, f.Gateway(nil))
 		assert.Equal(t, DefaultShutdownTimeout, *f.Limits.ShutdownTimeout)
+		assert.Equal(t, time.Duration(0), *f.Limits.ShutdownDelay)
+		assert.Equal(t, Admin{
+			Addr:                ptr("127.0.0.1:9099"), // no default, which is none: the file shows one
+			TokenFile:           ptr("../admin-token"), // likewise
+			Insecure:            ptr(false),
+			Pprof:               ptr(false),
+			ReadyWithoutPlugins: ptr(false),
+		}, f.Admin)
 		assert.Equal(t, DefaultLogLevel, *f.Log.Level)
 		assert.Equal(t, DefaultLogFormat, *f.Log.Format)
 		d := f.Defaults

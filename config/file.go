@@ -21,6 +21,7 @@ type File struct {
 	Listen   Listen   `key:"listen"`
 	Limits   Limits   `key:"limits"`
 	Log      Log      `key:"log"`
+	Admin    Admin    `key:"admin"`
 	Defaults Policy   `key:"defaults"`
 	Plugins  []Plugin `key:"plugins"`
 }
@@ -62,6 +63,10 @@ type Limits struct {
 	// ShutdownTimeout is how long a SIGINT or SIGTERM waits for requests
 	// in flight: more than 0. Default DefaultShutdownTimeout.
 	ShutdownTimeout *time.Duration `key:"shutdown_timeout"`
+	// ShutdownDelay is how long a SIGINT or SIGTERM waits, with readiness
+	// turned off, before the gateway stops accepting connections, so that
+	// load balancers notice first; 0, the default, is none.
+	ShutdownDelay *time.Duration `key:"shutdown_delay"`
 	// PluginConcurrency is the default of every plugin's concurrency: 0,
 	// the default, is GOMAXPROCS; at most gateway.MaxPluginConcurrency.
 	PluginConcurrency *int `key:"plugin_concurrency"`
@@ -78,6 +83,26 @@ type Log struct {
 	Level *slog.Level `key:"level"`
 	// Format is text or json. Default text.
 	Format *string `key:"format"`
+}
+
+// Admin is the admin listener (package admin): metrics, probes and the
+// status page, over HTTP.
+type Admin struct {
+	// Addr is its TCP address, HOST:PORT. Default: none, no admin
+	// listener.
+	Addr *string `key:"addr"`
+	// TokenFile names a file holding the bearer token every path but the
+	// probes requires; a relative path is relative to the configuration
+	// file's directory. Default: none.
+	TokenFile *string `key:"token_file"`
+	// Insecure allows an address that is not loopback without a token.
+	// Default false.
+	Insecure *bool `key:"insecure"`
+	// Pprof serves /debug/pprof/. Default false.
+	Pprof *bool `key:"pprof"`
+	// ReadyWithoutPlugins makes readiness true with no plugin loaded.
+	// Default false.
+	ReadyWithoutPlugins *bool `key:"ready_without_plugins"`
 }
 
 // Mode is where a plugin's code runs.
@@ -297,6 +322,11 @@ func never(d *time.Duration) time.Duration {
 // ShutdownTimeout returns limits.shutdown_timeout, or its default.
 func (f *File) ShutdownTimeout() time.Duration {
 	return pick(f.Limits.ShutdownTimeout, nil, DefaultShutdownTimeout)
+}
+
+// ShutdownDelay returns limits.shutdown_delay, or its default, none.
+func (f *File) ShutdownDelay() time.Duration {
+	return pick(f.Limits.ShutdownDelay, nil, 0)
 }
 
 // LogLevel returns log.level, or its default.

@@ -518,6 +518,7 @@ func (d *decoder) fileFields(f *File) []field {
 		{"listen", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("listen", s)) }},
 		{"limits", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("limits", s)) }},
 		{"log", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("log", s)) }},
+		{"admin", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("admin", s)) }},
 		{"defaults", func(n ast.Node, path string) { d.mapping(n, path, d.policyFields(&f.Defaults)) }},
 		{"plugins", func(n ast.Node, path string) { d.plugins(n, path, f) }},
 	}

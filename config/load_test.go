@@ -120,6 +120,30 @@ log:
 			},
 		},
 		{
+			name: "admin listener, its token relative to the file",
+			text: `
+limits:
+  shutdown_delay: 5s
+admin:
+  addr: 127.0.0.1:9099
+  token_file: secrets/token
+  insecure: false
+  pprof: true
+  ready_without_plugins: true
+`,
+			want: func(t *testing.T, f *File, dir string) {
+				assert.Equal(t, Admin{
+					Addr:                ptr("127.0.0.1:9099"),
+					TokenFile:           ptr(filepath.Join(dir, "secrets", "token")),
+					Insecure:            ptr(false),
+					Pprof:               ptr(true),
+					ReadyWithoutPlugins: ptr(true),
+				}, f.Admin)
+				assert.Equal(t, 5*time.Second, f.ShutdownDelay())
+				assert.Equal(t, time.Duration(0), (&File{}).ShutdownDelay(), "none by default")
+			},
+		},
+		{
 			name: "plugins: paths relative to the file, defaults, policies",
 			text: `
 plugins:
@@ -281,7 +305,7 @@ func TestLoadErrors(t *testing.T) {
 			"2:1: found character '\t' that cannot start any token",
 		}},
 		{"not a mapping", "- plugins\n", []string{
-			"1:1: the file: want a mapping of listen, limits, log, defaults, plugins, got a list",
+			"1:1: the file: want a mapping of listen, limits, log, admin, defaults, plugins, got a list",
 		}},
 		{"two documents", "log: {level: info}\n---\nlog: {level: warn}\n", []string{
 			"3:1: a second YAML document: a configuration is one document",
@@ -293,7 +317,14 @@ func TestLoadErrors(t *testing.T) {
 			`2:3: listen: unknown key "port": want one of addr`,
 		}},
 		{"unknown top-level key", "tls: {}\n", []string{
-			`1:1: the file: unknown key "tls": want one of listen, limits, log, defaults, plugins`,
+			`1:1: the file: unknown key "tls": want one of listen, limits, log, admin, defaults, plugins`,
+		}},
+		{"admin values", "admin:\n  addr: 9099\n  token_file: \"\"\n  pprof: yes please\n  insecure: 1\nlimits:\n  shutdown_delay: -1s\n", []string{
+			"2:9: admin.addr: want a string, got the number 9099",
+			"3:15: admin.token_file: empty: want a file",
+			`4:10: admin.pprof: want true or false, got "yes please"`,
+			"5:13: admin.insecure: want true or false, got the number 1",
+			"7:19: limits.shutdown_delay: out of range: want 0 (none) or more",
 		}},
 		{"repeated key", "log:\n  level: info\n  level: debug\n", []string{
 			"3:3: log.level: repeated key, first at line 2",
@@ -302,7 +333,7 @@ func TestLoadErrors(t *testing.T) {
 			"2:3: limits: the key 1 is not a string: quote it",
 		}},
 		{"merge key", "a: &a {max_conns: 1}\n", []string{
-			`1:1: the file: unknown key "a": want one of listen, limits, log, defaults, plugins`,
+			`1:1: the file: unknown key "a": want one of listen, limits, log, admin, defaults, plugins`,
 		}},
 		{"merge key in a section", "limits:\n  <<: {max_conns: 1}\n", []string{
 			"2:3: limits: merge keys (<<) are not read: write the keys out",
@@ -315,7 +346,7 @@ func TestLoadErrors(t *testing.T) {
 		}},
 		{"section of the wrong type", "limits: 5\n", []string{
 			"1:9: limits: want a mapping of max_message_size, max_conns, max_conns_per_ip, max_pending_output, " +
-				"max_pending_input, read_timeout, write_timeout, idle_timeout, keepalive, shutdown_timeout, " +
+				"max_pending_input, read_timeout, write_timeout, idle_timeout, keepalive, shutdown_timeout, shutdown_delay, " +
 				"plugin_concurrency, inline_budget, got the number 5",
 		}},
 		{"bad address", "listen:\n  addr: localhost\n", []string{

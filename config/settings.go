@@ -26,6 +26,7 @@ type Overrides struct {
 	Listen Listen
 	Limits Limits
 	Log    Log
+	Admin  Admin
 	// Defaults override the file's defaults key by key. --deadline sets
 	// Deadline, where 0 means none.
 	Defaults Policy
@@ -42,10 +43,11 @@ type sections struct {
 	listen *Listen
 	limits *Limits
 	log    *Log
+	admin  *Admin
 }
 
-func (f *File) sections() sections      { return sections{&f.Listen, &f.Limits, &f.Log} }
-func (o *Overrides) sections() sections { return sections{&o.Listen, &o.Limits, &o.Log} }
+func (f *File) sections() sections      { return sections{&f.Listen, &f.Limits, &f.Log, &f.Admin} }
+func (o *Overrides) sections() sections { return sections{&o.Listen, &o.Limits, &o.Log, &o.Admin} }
 
 // setting is a key of listen, limits or log: one a flag or the environment
 // may set too. One table drives the file, Set and FromEnv, so that a value
@@ -107,13 +109,29 @@ func textSetting[T any](key, flag string, field func(sections) **T, parse func(s
 		parse)
 }
 
+func boolSetting(key, flag string, field func(sections) **bool) setting {
+	return newSetting(key, flag, field, (*decoder).boolean, parseBool)
+}
+
+// pathSetting is a setting that names a file: a relative path in the
+// configuration file is resolved against its directory, as plugin paths
+// are, so that a configuration and its files move together.
+func pathSetting(key, flag string, field func(sections) **string) setting {
+	return newSetting(key, flag, field,
+		func(d *decoder, n ast.Node, path string) (string, bool) {
+			v, ok := textAs(d, n, path, checkedFile)
+			return d.resolve(v), ok
+		},
+		checkedFile)
+}
+
 // checked turns a check into a parse for strings.
 func checked(check func(string) error) func(string) (string, error) {
 	return func(s string) (string, error) { return s, check(s) }
 }
 
-// settings lists every setting of listen, limits and log, in the order of
-// the example file. Each has a flag, and so a variable.
+// settings lists every setting of listen, limits, log and admin, in the
+// order of the example file. Each has a flag, and so a variable.
 var settings = []setting{
 	textSetting("listen.addr", "addr", func(s sections) **string { return &s.listen.Addr }, checked(checkAddr)),
 
@@ -137,6 +155,8 @@ var settings = []setting{
 		func(s sections) **time.Duration { return &s.limits.KeepAlive }, atLeastZero("none")),
 	durationSetting("limits.shutdown_timeout", "shutdown-timeout",
 		func(s sections) **time.Duration { return &s.limits.ShutdownTimeout }, positive),
+	durationSetting("limits.shutdown_delay", "shutdown-delay",
+		func(s sections) **time.Duration { return &s.limits.ShutdownDelay }, atLeastZero("none")),
 	countSetting("limits.plugin_concurrency", "plugin-concurrency",
 		func(s sections) **int { return &s.limits.PluginConcurrency }, 0, gateway.MaxPluginConcurrency, " (GOMAXPROCS)"),
 	durationSetting("limits.inline_budget", "inline-budget",
@@ -144,12 +164,20 @@ var settings = []setting{
 
 	textSetting("log.level", "log-level", func(s sections) **slog.Level { return &s.log.Level }, parseLevel),
 	textSetting("log.format", "log-format", func(s sections) **string { return &s.log.Format }, checked(checkFormat)),
+
+	textSetting("admin.addr", "admin", func(s sections) **string { return &s.admin.Addr }, checked(checkAddr)),
+	pathSetting("admin.token_file", "admin-token-file", func(s sections) **string { return &s.admin.TokenFile }),
+	boolSetting("admin.insecure", "admin-insecure", func(s sections) **bool { return &s.admin.Insecure }),
+	boolSetting("admin.pprof", "admin-pprof", func(s sections) **bool { return &s.admin.Pprof }),
+	boolSetting("admin.ready_without_plugins", "admin-ready-without-plugins",
+		func(s sections) **bool { return &s.admin.ReadyWithoutPlugins }),
 }
 
 // Set reads the setting a flag names, without its dashes, from value, as
 // the file would read it, and records it in o. The names are the last part
 // of each key of listen, limits and log, with - for _ ("addr",
-// "max-message-size", "log-level"), and:
+// "max-message-size", "log-level"), "admin" for admin.addr and "admin-" and
+// the last part of the other keys of admin ("admin-token-file"), and:
 //
 //   - "config": the file to load;
 //   - "plugins": a list of files or directories, separated as in PATH
@@ -209,7 +237,7 @@ type EnvVar struct {
 
 // EnvVars returns the variables FromEnv reads, one for each name Set
 // reads: REPE_GW_CONFIG, REPE_GW_PLUGINS, REPE_GW_DEADLINE, REPE_GW_ISOLATE,
-// and one for each key of listen, limits and log.
+// and one for each key of listen, limits, log and admin.
 func EnvVars() []EnvVar {
 	vars := []EnvVar{
 		{"REPE_GW_CONFIG", "config", ""},

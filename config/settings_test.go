@@ -108,7 +108,9 @@ func TestEnvVars(t *testing.T) {
 		"REPE_GW_MAX_MESSAGE_SIZE", "REPE_GW_MAX_CONNS", "REPE_GW_MAX_CONNS_PER_IP",
 		"REPE_GW_MAX_PENDING_OUTPUT", "REPE_GW_MAX_PENDING_INPUT", "REPE_GW_READ_TIMEOUT",
 		"REPE_GW_WRITE_TIMEOUT", "REPE_GW_IDLE_TIMEOUT", "REPE_GW_KEEPALIVE", "REPE_GW_SHUTDOWN_TIMEOUT",
-		"REPE_GW_PLUGIN_CONCURRENCY", "REPE_GW_INLINE_BUDGET", "REPE_GW_LOG_LEVEL", "REPE_GW_LOG_FORMAT",
+		"REPE_GW_SHUTDOWN_DELAY", "REPE_GW_PLUGIN_CONCURRENCY", "REPE_GW_INLINE_BUDGET", "REPE_GW_LOG_LEVEL",
+		"REPE_GW_LOG_FORMAT", "REPE_GW_ADMIN", "REPE_GW_ADMIN_TOKEN_FILE", "REPE_GW_ADMIN_INSECURE",
+		"REPE_GW_ADMIN_PPROF", "REPE_GW_ADMIN_READY_WITHOUT_PLUGINS",
 	}, names)
 }
 
@@ -128,12 +130,22 @@ func TestSet(t *testing.T) {
 	require.NoError(t, o.Set("plugins", "x.so:y.so"))
 	require.NoError(t, o.Set("max-pending-output", "1KiB"))
 	require.NoError(t, o.Set("keepalive", "0"))
+	require.NoError(t, o.Set("shutdown-delay", "3s"))
+	require.NoError(t, o.Set("admin", "127.0.0.1:9099"))
+	require.NoError(t, o.Set("admin-token-file", "token"))
+	require.NoError(t, o.Set("admin-pprof", "true"))
+	require.NoError(t, o.Set("admin-insecure", "1"))
+	require.NoError(t, o.Set("admin-ready-without-plugins", "false"))
 
 	assert.Equal(t, Overrides{
 		Config:  "a.yaml",
 		Plugins: []Plugin{{Path: "dir", Enabled: true}, {Path: "x.so", Enabled: true}, {Path: "y.so", Enabled: true}},
-		Limits:  Limits{MaxPendingOutput: ptr[uint64](1024), KeepAlive: ptr[time.Duration](0)},
+		Limits:  Limits{MaxPendingOutput: ptr[uint64](1024), KeepAlive: ptr[time.Duration](0), ShutdownDelay: ptr(3 * time.Second)},
+		Admin: Admin{Addr: ptr("127.0.0.1:9099"), TokenFile: ptr("token"), Pprof: ptr(true), Insecure: ptr(true),
+			ReadyWithoutPlugins: ptr(false)},
 	}, o)
+	assert.EqualError(t, o.Set("admin-pprof", "maybe"), "want true or false")
+	assert.EqualError(t, o.Set("admin", "9099"), "not an address HOST:PORT, such as 127.0.0.1:5099 or :5099")
 
 	assert.EqualError(t, o.Set("max-conns", "many"), "not a whole number: want 1 to 2147483647")
 	assert.EqualError(t, o.Set("shutdown-timeout", "-1s"), "out of range: want more than 0")

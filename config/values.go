@@ -132,3 +132,22 @@ func parseSHA256(s string) (string, error) {
 	}
 	return strings.ToLower(s), nil
 }
+
+// parseBool reads true or false, as strconv.ParseBool does (1, t, TRUE,
+// ...), so that REPE_GW_ADMIN_PPROF=1 works as it does for most programs.
+func parseBool(s string) (bool, error) {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, errors.New("want true or false")
+	}
+	return b, nil
+}
+
+// checkedFile refuses an empty file name: leaving the key out is how to
+// name none.
+func checkedFile(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("empty: want a file")
+	}
+	return s, nil
+}
