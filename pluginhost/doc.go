@@ -37,6 +37,14 @@
 // host. Static destructors registered with atexit have the same problem. Not
 // unloading costs the library's mapping, nothing else.
 //
+// # Trust
+//
+// Opening a plugin runs its code with every privilege of the process, so
+// whoever can write the file, or a directory on its way, owns the process.
+// Trust.Check says whether anyone but root and the process's own user
+// could have done so, before the file is opened; Open does not call it,
+// since only the caller knows which plugin directory a file was found in.
+//
 // # Calls
 //
 // Plugin.Call is "request bytes in, reply bytes appended": nothing about it
