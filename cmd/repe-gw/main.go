@@ -3,6 +3,7 @@
 //
 //	repe-gw [--config FILE] [--plugins DIR] [--plugin FILE]... [--addr 127.0.0.1:5099]
 //	repe-gw validate --config FILE
+//	repe-gw check [--calls FILE] [--json] [--threads N] PLUGIN.so
 //
 // Settings come from flags, then the environment (REPE_GW_ADDR, ...), then
 // the configuration file, then the defaults; package config reads all
@@ -46,6 +47,14 @@ func main() {
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 	if len(args) > 0 && args[0] == "validate" {
 		return validate(args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == checkCommand {
+		return check(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == checkWorkerCommand {
+		// repe-gw check runs its own binary again for the checks that
+		// isolate's worker cannot make.
+		return serveCheckWorker(args[1:])
 	}
 	if len(args) > 0 && args[0] == workerCommand {
 		// The gateway runs its own binary again as an isolated plugin's
