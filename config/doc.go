@@ -3,8 +3,9 @@
 //
 // # The file
 //
-// A configuration is one YAML document with six sections: listen (the
+// A configuration is one YAML document with seven sections: listen (the
 // address), limits, log, admin (the admin listener of package admin),
+// security (what the gateway accepts that it would otherwise refuse),
 // defaults (the policy every plugin starts from) and
 // plugins (a list of plugin files or directories, each with an optional
 // policy of its own, and a config mapping handed to the plugin as JSON).

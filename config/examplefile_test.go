@@ -76,6 +76,7 @@ func TestExampleFile(t *testing.T) {
 			Pprof:               ptr(false),
 			ReadyWithoutPlugins: ptr(false),
 		}, f.Admin)
+		assert.False(t, *f.Security.InsecurePluginPermissions)
 		assert.Equal(t, DefaultLogLevel, *f.Log.Level)
 		assert.Equal(t, DefaultLogFormat, *f.Log.Format)
 		d := f.Defaults

@@ -22,6 +22,7 @@ type File struct {
 	Limits   Limits   `key:"limits"`
 	Log      Log      `key:"log"`
 	Admin    Admin    `key:"admin"`
+	Security Security `key:"security"`
 	Defaults Policy   `key:"defaults"`
 	Plugins  []Plugin `key:"plugins"`
 }
@@ -103,6 +104,18 @@ type Admin struct {
 	// ReadyWithoutPlugins makes readiness true with no plugin loaded.
 	// Default false.
 	ReadyWithoutPlugins *bool `key:"ready_without_plugins"`
+}
+
+// Security is what the gateway accepts that it would otherwise refuse as
+// unsafe.
+type Security struct {
+	// InsecurePluginPermissions true loads a plugin file that someone
+	// other than root or the gateway's user could have written (the file,
+	// or a directory from it up to its plugin directory, is theirs or is
+	// writable by group or others), with a warning at every load, instead
+	// of refusing it. Setuid files and links out of the plugin directories
+	// are refused whatever it says. Default false.
+	InsecurePluginPermissions *bool `key:"insecure_plugin_permissions"`
 }
 
 // Mode is where a plugin's code runs.
@@ -327,6 +340,12 @@ func (f *File) ShutdownTimeout() time.Duration {
 // ShutdownDelay returns limits.shutdown_delay, or its default, none.
 func (f *File) ShutdownDelay() time.Duration {
 	return pick(f.Limits.ShutdownDelay, nil, 0)
+}
+
+// InsecurePluginPermissions returns security.insecure_plugin_permissions,
+// or its default, false.
+func (f *File) InsecurePluginPermissions() bool {
+	return pick(f.Security.InsecurePluginPermissions, nil, false)
 }
 
 // LogLevel returns log.level, or its default.

@@ -519,6 +519,7 @@ func (d *decoder) fileFields(f *File) []field {
 		{"limits", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("limits", s)) }},
 		{"log", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("log", s)) }},
 		{"admin", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("admin", s)) }},
+		{"security", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("security", s)) }},
 		{"defaults", func(n ast.Node, path string) { d.mapping(n, path, d.policyFields(&f.Defaults)) }},
 		{"plugins", func(n ast.Node, path string) { d.plugins(n, path, f) }},
 	}

@@ -23,10 +23,11 @@ type Overrides struct {
 	// Config is the configuration file to load: --config, REPE_GW_CONFIG.
 	Config string
 
-	Listen Listen
-	Limits Limits
-	Log    Log
-	Admin  Admin
+	Listen   Listen
+	Limits   Limits
+	Log      Log
+	Admin    Admin
+	Security Security
 	// Defaults override the file's defaults key by key. --deadline sets
 	// Deadline, where 0 means none.
 	Defaults Policy
@@ -40,14 +41,20 @@ type Overrides struct {
 
 // sections are the parts of a File or Overrides that settings live in.
 type sections struct {
-	listen *Listen
-	limits *Limits
-	log    *Log
-	admin  *Admin
+	listen   *Listen
+	limits   *Limits
+	log      *Log
+	admin    *Admin
+	security *Security
 }
 
-func (f *File) sections() sections      { return sections{&f.Listen, &f.Limits, &f.Log, &f.Admin} }
-func (o *Overrides) sections() sections { return sections{&o.Listen, &o.Limits, &o.Log, &o.Admin} }
+func (f *File) sections() sections {
+	return sections{&f.Listen, &f.Limits, &f.Log, &f.Admin, &f.Security}
+}
+
+func (o *Overrides) sections() sections {
+	return sections{&o.Listen, &o.Limits, &o.Log, &o.Admin, &o.Security}
+}
 
 // setting is a key of listen, limits or log: one a flag or the environment
 // may set too. One table drives the file, Set and FromEnv, so that a value
@@ -130,8 +137,8 @@ func checked(check func(string) error) func(string) (string, error) {
 	return func(s string) (string, error) { return s, check(s) }
 }
 
-// settings lists every setting of listen, limits, log and admin, in the
-// order of the example file. Each has a flag, and so a variable.
+// settings lists every setting of listen, limits, log, admin and security,
+// in the order of the example file. Each has a flag, and so a variable.
 var settings = []setting{
 	textSetting("listen.addr", "addr", func(s sections) **string { return &s.listen.Addr }, checked(checkAddr)),
 
@@ -171,13 +178,17 @@ var settings = []setting{
 	boolSetting("admin.pprof", "admin-pprof", func(s sections) **bool { return &s.admin.Pprof }),
 	boolSetting("admin.ready_without_plugins", "admin-ready-without-plugins",
 		func(s sections) **bool { return &s.admin.ReadyWithoutPlugins }),
+
+	boolSetting("security.insecure_plugin_permissions", "insecure-plugin-permissions",
+		func(s sections) **bool { return &s.security.InsecurePluginPermissions }),
 }
 
 // Set reads the setting a flag names, without its dashes, from value, as
 // the file would read it, and records it in o. The names are the last part
 // of each key of listen, limits and log, with - for _ ("addr",
 // "max-message-size", "log-level"), "admin" for admin.addr and "admin-" and
-// the last part of the other keys of admin ("admin-token-file"), and:
+// the last part of the other keys of admin ("admin-token-file"), the last
+// part of each key of security ("insecure-plugin-permissions"), and:
 //
 //   - "config": the file to load;
 //   - "plugins": a list of files or directories, separated as in PATH
@@ -237,7 +248,7 @@ type EnvVar struct {
 
 // EnvVars returns the variables FromEnv reads, one for each name Set
 // reads: REPE_GW_CONFIG, REPE_GW_PLUGINS, REPE_GW_DEADLINE, REPE_GW_ISOLATE,
-// and one for each key of listen, limits, log and admin.
+// and one for each key of listen, limits, log, admin and security.
 func EnvVars() []EnvVar {
 	vars := []EnvVar{
 		{"REPE_GW_CONFIG", "config", ""},

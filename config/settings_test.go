@@ -110,7 +110,7 @@ func TestEnvVars(t *testing.T) {
 		"REPE_GW_WRITE_TIMEOUT", "REPE_GW_IDLE_TIMEOUT", "REPE_GW_KEEPALIVE", "REPE_GW_SHUTDOWN_TIMEOUT",
 		"REPE_GW_SHUTDOWN_DELAY", "REPE_GW_PLUGIN_CONCURRENCY", "REPE_GW_INLINE_BUDGET", "REPE_GW_LOG_LEVEL",
 		"REPE_GW_LOG_FORMAT", "REPE_GW_ADMIN", "REPE_GW_ADMIN_TOKEN_FILE", "REPE_GW_ADMIN_INSECURE",
-		"REPE_GW_ADMIN_PPROF", "REPE_GW_ADMIN_READY_WITHOUT_PLUGINS",
+		"REPE_GW_ADMIN_PPROF", "REPE_GW_ADMIN_READY_WITHOUT_PLUGINS", "REPE_GW_INSECURE_PLUGIN_PERMISSIONS",
 	}, names)
 }
 
@@ -136,6 +136,7 @@ func TestSet(t *testing.T) {
 	require.NoError(t, o.Set("admin-pprof", "true"))
 	require.NoError(t, o.Set("admin-insecure", "1"))
 	require.NoError(t, o.Set("admin-ready-without-plugins", "false"))
+	require.NoError(t, o.Set("insecure-plugin-permissions", "true"))
 
 	assert.Equal(t, Overrides{
 		Config:  "a.yaml",
@@ -143,6 +144,7 @@ func TestSet(t *testing.T) {
 		Limits:  Limits{MaxPendingOutput: ptr[uint64](1024), KeepAlive: ptr[time.Duration](0), ShutdownDelay: ptr(3 * time.Second)},
 		Admin: Admin{Addr: ptr("127.0.0.1:9099"), TokenFile: ptr("token"), Pprof: ptr(true), Insecure: ptr(true),
 			ReadyWithoutPlugins: ptr(false)},
+		Security: Security{InsecurePluginPermissions: ptr(true)},
 	}, o)
 	assert.EqualError(t, o.Set("admin-pprof", "maybe"), "want true or false")
 	assert.EqualError(t, o.Set("admin", "9099"), "not an address HOST:PORT, such as 127.0.0.1:5099 or :5099")
