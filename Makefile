@@ -20,7 +20,19 @@ PLUGINS     := $(foreach p,$(PLUGIN_DIRS),plugins/$(p)/$(p).so)
 ARM64_CC   ?= aarch64-linux-gnu-gcc
 ARM64_EXEC ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
 
-.PHONY: all plugins build run test test-arm64 test-arm64-short arm64-tools lint bench clean
+# The example plugins written with Glaze (glazeplugins/README.md), built by
+# CMake with clang-19 into bin/glaze-plugins/, outside the plugins/ that
+# make run serves. GLAZE_DIR names a Glaze source tree to build against;
+# without it CMake fetches Glaze. make test builds them, and hands their
+# folder and GLAZE_DIR to the tests, when clang++-19, cmake and GLAZE_DIR are
+# all there; otherwise the tests that need Glaze skip, saying why.
+GLAZE_CXX      ?= clang++-19
+GLAZE_BUILD    = bin/glaze-build
+GLAZE_PLUGINS  = bin/glaze-plugins
+GLAZE_TESTABLE := $(and $(GLAZE_DIR),$(shell command -v $(GLAZE_CXX) >/dev/null && command -v cmake >/dev/null && echo yes))
+GLAZE_TEST_ENV = $(if $(GLAZE_TESTABLE),REPE_GLAZE_PLUGINS=$(CURDIR)/$(GLAZE_PLUGINS) GLAZE_DIR=$(abspath $(GLAZE_DIR)))
+
+.PHONY: all plugins glaze-plugins glaze-plugins-or-skip build run test test-arm64 test-arm64-short arm64-tools lint bench clean
 
 all: build plugins
 
@@ -29,6 +41,19 @@ plugins: $(PLUGINS)
 .SECONDEXPANSION:
 plugins/%.so: $$(wildcard plugins/$$(*D)/*.c) $$(wildcard plugins/$$(*D)/*.h) $(wildcard plugins/include/*.h)
 	$(CC) $(PLUGIN_CFLAGS) $(PLUGIN_LDFLAGS) -o $@ $(filter %.c,$^)
+
+glaze-plugins:
+	cmake -S glazeplugins -B $(GLAZE_BUILD) -DCMAKE_CXX_COMPILER=$(GLAZE_CXX) -DCMAKE_BUILD_TYPE=Release \
+		-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=$(CURDIR)/$(GLAZE_PLUGINS) \
+		$(if $(GLAZE_DIR),-DFETCHCONTENT_SOURCE_DIR_GLAZE=$(abspath $(GLAZE_DIR)))
+	cmake --build $(GLAZE_BUILD) --parallel $(shell nproc 2>/dev/null || echo 2)
+
+glaze-plugins-or-skip:
+ifeq ($(GLAZE_TESTABLE),yes)
+	@$(MAKE) --no-print-directory glaze-plugins
+else
+	@echo "Skipping the Glaze plugins and their tests: they need $(GLAZE_CXX), cmake and GLAZE_DIR (see glazeplugins/README.md)"
+endif
 
 # CGO_ENABLED=0: the gateway loads plugins through purego and needs no cgo.
 # -buildvcs=auto, added last to GOFLAGS, stamps the commit into --version
@@ -44,13 +69,14 @@ run: build plugins
 # detector (which needs cgo); benchmarks run once so that they keep compiling
 # and working; the arm64 pass runs the code that calls C on the other
 # architecture it supports. Lint comes last, so that no test waits for it.
+# The Glaze plugins are built first, once, for every pass that loads them.
 # Everything but the race pass builds as releases do, with CGO_ENABLED=0, so
 # that the passes share one build cache.
-test:
+test: glaze-plugins-or-skip
 	CGO_ENABLED=0 $(GO) build ./...
 	CGO_ENABLED=0 $(GO) vet ./...
-	CGO_ENABLED=0 $(GO) test -count=1 ./pluginhost/ ./gateway/ ./conformance/ ./cmd/repe-gw/
-	$(GO) test -race -shuffle=on -count=1 ./...
+	$(GLAZE_TEST_ENV) CGO_ENABLED=0 $(GO) test -count=1 ./pluginhost/ ./gateway/ ./conformance/ ./cmd/repe-gw/
+	$(GLAZE_TEST_ENV) $(GO) test -race -shuffle=on -count=1 ./...
 	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 1x ./...
 	@$(MAKE) --no-print-directory test-arm64-short
 	@$(MAKE) --no-print-directory lint
