@@ -13,6 +13,7 @@ import (
 
 	"github.com/repe-gw/repe-gw/conformance/replay"
 	"github.com/repe-gw/repe-gw/gateway"
+	"github.com/repe-gw/repe-gw/glazeplugins"
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
 	"github.com/repe-gw/repe-gw/repe"
@@ -36,6 +37,17 @@ func load(t *testing.T) (*replay.Recording, replay.Options) {
 // every reply is compared byte for byte.
 func TestGlazeRecording(t *testing.T) {
 	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t))
+	replayAll(t, srv.Addr())
+}
+
+// TestGlazeRecordingGlazeCalculator replays the cases against a gateway
+// serving the calculator of Glaze's plugin documentation built with Glaze
+// itself (make glaze-plugins): the plugin the recording was made with, so
+// every reply must be the recorded one byte for byte, parser texts
+// included, but where expectations.json states what the gateway itself
+// answers.
+func TestGlazeRecordingGlazeCalculator(t *testing.T) {
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, glazeplugins.Plugin(t, "calculator"))
 	replayAll(t, srv.Addr())
 }
 
