@@ -233,3 +233,30 @@ func TestCheckUsage(t *testing.T) {
 		assert.Contains(t, out, "  --threads N")
 	})
 }
+
+// TestCheckReadme runs the examples of README.md's "Checking a plugin", in a
+// directory laid out as the repository is after make plugins. Digests and
+// times differ from one build and run to the next, so each is compared as
+// a placeholder.
+func TestCheckReadme(t *testing.T) {
+	section := readmeSection(t, "## Checking a plugin")
+	steps := transcript(section)
+	require.Len(t, steps, 2)
+	bin := buildGateway(t)
+	dir := t.TempDir()
+	_, err := plugintest.BuildTo(mkdir(t, filepath.Join(dir, "plugins", "calculator")), plugintest.RepoPath("plugins/calculator/calculator.c"))
+	require.NoError(t, err)
+	calls, err := os.ReadFile(plugintest.RepoPath("cmd/repe-gw/testdata/calculator-calls.jsonl"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(mkdir(t, filepath.Join(dir, "cmd", "repe-gw", "testdata")), "calculator-calls.jsonl"), calls, 0o644))
+
+	varying := regexp.MustCompile(`\b[0-9a-f]{64}\b|\b[0-9]+(\.[0-9]+)?(ns|µs|ms|s)\b`)
+	for _, s := range steps {
+		require.True(t, strings.HasPrefix(s.command, "bin/repe-gw check "), s.command)
+		cmd := exec.Command("sh", "-c", bin+strings.TrimPrefix(s.command, "bin/repe-gw"))
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s\n%s", s.command, out)
+		assert.Equal(t, varying.ReplaceAllString(s.output, "…"), varying.ReplaceAllString(string(out), "…"), s.command)
+	}
+}
