@@ -97,6 +97,12 @@ func TestCheckFindings(t *testing.T) {
 	}{
 		{name: "well-behaved"},
 		{
+			name:    "no info function",
+			cflags:  []string{"-DCP_NO_INFO"},
+			failed:  map[string]string{checkSymbols: "repe_plugin_info not exported, and required"},
+			skipped: []string{checkVersion, checkInfo, checkInit, checkUnknown, checkNotify, checkReplies, checkThreads, checkTime, checkExceptions, checkShutdown},
+		},
+		{
 			name:   "crash on call",
 			cflags: []string{"-DCP_CRASH"},
 			failed: map[string]string{

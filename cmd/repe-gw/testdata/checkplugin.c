@@ -15,6 +15,7 @@
  *   -DCP_ROOT='"/check/"' the root path it declares (default "/check")
  *   -DCP_INIT_FAILS       init returns REPE_ERROR_INIT_FAILED
  *   -DCP_SHUTDOWN_CRASH   shutdown writes through NULL
+ *   -DCP_NO_INFO          no repe_plugin_info
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,11 +29,13 @@
 #endif
 #define CP_PATH "/check" /* the path it serves, whatever root it declares */
 
-static const repe_plugin_data info = {"checkplugin", "0.1.0", CP_ROOT};
-
 uint32_t repe_plugin_interface_version(void) { return REPE_PLUGIN_INTERFACE_VERSION; }
 
+#ifndef CP_NO_INFO
+static const repe_plugin_data info = {"checkplugin", "0.1.0", CP_ROOT};
+
 const repe_plugin_data* repe_plugin_info(void) { return &info; }
+#endif
 
 repe_result repe_plugin_init(void) {
 #ifdef CP_INIT_FAILS
