@@ -25,8 +25,8 @@ var (
 	ErrSetID = errors.New("pluginhost: setuid or setgid")
 	// ErrNotRegular: the file is not a regular file (a FIFO, a device).
 	ErrNotRegular = errors.New("pluginhost: not a regular file")
-	// ErrOutside: the file is a symbolic link, or reached through one,
-	// that leads outside every plugin directory.
+	// ErrOutside: the file is a symbolic link that leads outside every
+	// plugin directory.
 	ErrOutside = errors.New("pluginhost: symbolic link outside the plugin directories")
 )
 
@@ -41,9 +41,11 @@ var (
 //   - the file and every directory from it up to the plugin directory it
 //     was found in belong to root or to UID, and are not writable by group
 //     or others; a root-owned directory with the sticky bit (/tmp) is safe,
-//     since nobody can replace what is in it but its owner;
-//   - a file that is a symbolic link, or lies below one, leads into one of
-//     Dirs, whose own checks then apply, unless it was named by itself.
+//     since only root and a file's owner may replace a file in it;
+//   - a file that is a symbolic link leads into one of Dirs, and the
+//     directories from its target up to that one pass the same checks;
+//     a file named by itself may lead anywhere, and then the directory
+//     that holds its target is checked.
 //
 // The checks stop at the plugin directory: what is above it is the
 // system's, as sshd stops at the home directory.
