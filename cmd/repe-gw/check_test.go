@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/repe-gw/repe-gw/glazeplugins"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
 )
 
@@ -264,5 +265,54 @@ func TestCheckReadme(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "%s\n%s", s.command, out)
 		assert.Equal(t, varying.ReplaceAllString(s.output, "…"), varying.ReplaceAllString(string(out), "…"), s.command)
+	}
+}
+
+// TestCheckGlazePlugins checks plugins built with Glaze itself: its
+// registry passes every check, and check finds the one trap it sets, a
+// reply to a notify whose function throws (REPE.md §3.1).
+func TestCheckGlazePlugins(t *testing.T) {
+	calc := glazeplugins.Plugin(t, "calculator")
+	shop := glazeplugins.Plugin(t, "shop")
+	bin := buildGateway(t)
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "shop-calls.jsonl")
+	require.NoError(t, os.WriteFile(calls, []byte(`{"query": "/shop/find", "body": "tea-01"}
+{"query": "/shop/find", "body": "no-such-sku"}
+`), 0o644))
+
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		failed map[string]string
+	}{
+		{name: "calculator", args: []string{calc}},
+		{name: "shop", args: []string{shop}},
+		{
+			name: "shop, a function that throws",
+			args: []string{"--calls", calls, shop},
+			failed: map[string]string{checkNotify: `the notify of "/shop/find" with the body "\"no-such-sku\"" got a reply ` +
+				"(1 of 4 notifies did)"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := runCheck(t, bin, dir, append([]string{"--json"}, tc.args...)...)
+			var r checkReport
+			require.NoError(t, json.Unmarshal([]byte(out), &r), "%s\n%s", out, errOut)
+			if len(tc.failed) == 0 {
+				assert.Equal(t, exitOK, code, out)
+			} else {
+				assert.Equal(t, exitFailure, code, out)
+			}
+			for _, f := range r.Findings {
+				if reason, failed := tc.failed[f.Check]; failed {
+					assert.Equal(t, statusFail, f.Status, "%s: %s", f.Check, f.Detail)
+					assert.Contains(t, f.Detail, reason, f.Check)
+				} else {
+					assert.Equal(t, statusPass, f.Status, "%s: %s", f.Check, f.Detail)
+				}
+			}
+			assert.Len(t, r.Findings, len(allChecks))
+		})
 	}
 }

@@ -179,7 +179,11 @@ func checkNotifies(p *pluginhost.Plugin, report func(workerLine)) error {
 			return err
 		}
 		if p.DroppedNotifyReplies() != before {
-			answered = append(answered, strconv.Quote(string(f.Query())))
+			what := strconv.Quote(string(f.Query()))
+			if len(f.Body()) > 0 {
+				what += " with the body " + quoteBody(f.Body())
+			}
+			answered = append(answered, what)
 		}
 	}
 	if len(answered) == 0 {
@@ -187,8 +191,10 @@ func checkNotifies(p *pluginhost.Plugin, report func(workerLine)) error {
 		return nil
 	}
 	report(workerLine{Finding: new(fail(checkNotify,
-		"the notify of %s got a reply (%d of %d notifies did); a notify must get none (size 0), or a Glaze client, "+
-			"which matches replies by order, takes it for the reply to its next request",
+		"the notify of %s got a reply (%d of %d notifies did); a notify must get none (size 0): repe-gw drops "+
+			"such a reply, but Glaze's server sends it, and a Glaze client, which matches replies by order, takes it "+
+			"for the reply to its next request (a Glaze registry answers a notify whose function throws: catch "+
+			"the exception in the function)",
 		answered[0], len(answered), len(frames)))})
 	return nil
 }
