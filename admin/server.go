@@ -127,7 +127,7 @@ func New(cfg Config) (*Server, error) {
 // has is.
 func (s *Server) Start() error {
 	if s.cfg.Token == "" && !s.cfg.Insecure {
-		if err := checkLoopback(s.cfg.Addr); err != nil {
+		if err := CheckLoopback(s.cfg.Addr); err != nil {
 			return err
 		}
 	}
@@ -144,8 +144,10 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// checkLoopback returns ErrNotLoopback unless addr's host is loopback.
-func checkLoopback(addr string) error {
+// CheckLoopback returns an error that is ErrNotLoopback unless addr's host
+// is loopback, as Start judges it; callers may check an address before
+// they have a Server.
+func CheckLoopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)

@@ -76,11 +76,20 @@ func parseFlags(args []string, stdout io.Writer) (*commandLine, error) {
 	set("deadline", "0", "answer ec 7 to a plugin call still running after `D`, unless the plugin's entry sets a deadline; 0: none")
 	fs.boolean(&cl.isolate, "isolate", "run every plugin in a worker process of its own, unless its entry sets a mode")
 	set("shutdown-timeout", config.DefaultShutdownTimeout.String(), "on SIGINT/SIGTERM, wait at most `D` for requests in flight")
+	set("shutdown-delay", "0", "on SIGINT/SIGTERM, serve on for `D` with readiness off before closing the listener")
 	set("plugin-concurrency", "GOMAXPROCS", "run at most `N` calls into one plugin at once, unless the file sets its concurrency")
 	set("inline-budget", gateway.DefaultInlineBudget.String(),
 		"run a plugin's calls on the event loop while they average under `D`; negative: never")
 	set("log-level", "info", "log at `LEVEL`: debug, info, warn or error")
 	set("log-format", config.DefaultLogFormat, "log as `FORMAT`: text or json")
+	set("admin", "", "serve metrics, probes and a status page over HTTP on `HOST:PORT`; loopback unless a token is set")
+	set("admin-token-file", "", "require the bearer token in `FILE` on the admin listener, but for /healthz and /readyz")
+	setBool := func(name, usage string) {
+		fs.boolValue(name, usage, func(s string) error { return cl.flags.Set(name, s) })
+	}
+	setBool("admin-insecure", "allow an admin address that is not loopback without a token")
+	setBool("admin-pprof", "serve /debug/pprof/ on the admin listener")
+	setBool("admin-ready-without-plugins", "answer /readyz 200 while no plugin is loaded")
 	fs.boolean(&cl.version, "version", "print the version and exit")
 
 	if err := fs.parse(args); err != nil {

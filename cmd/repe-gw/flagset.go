@@ -45,6 +45,20 @@ func (fs *flagSet) value(name, def, usage string, set func(string) error) {
 	fs.order = append(fs.order, name)
 }
 
+// boolValue defines a flag that takes no value, or true or false after an
+// equals sign, whose text set parses.
+func (fs *flagSet) boolValue(name, usage string, set func(string) error) {
+	fs.BoolFunc(name, usage, func(s string) error {
+		if err := set(s); err != nil {
+			err = fmt.Errorf("--%s=%s: %w", name, s, err)
+			fs.bad = cmp.Or(fs.bad, err)
+			return err
+		}
+		return nil
+	})
+	fs.order = append(fs.order, name)
+}
+
 // boolean defines a flag that takes no value.
 func (fs *flagSet) boolean(p *bool, name, usage string) {
 	fs.BoolVar(p, name, false, usage)

@@ -86,6 +86,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	f.Apply(env)
 	f.Apply(cl.flags)
 	shutdownTimeout := f.ShutdownTimeout()
+	adminCfg, err := adminConfig(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
+		return exitFailure
+	}
 	log := newLogger(stderr, f.LogLevel(), f.LogFormat())
 	if f.Path != "" {
 		log.Info("configuration read", "file", f.Path)
@@ -148,11 +153,18 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	}
 
 	code := exitOK
-	select {
-	case <-stop:
-	case <-srv.Done():
-		log.Error("server stopped", "error", srv.Err())
+	adm, err := startAdmin(log, adminCfg, srv, loaded)
+	if err != nil {
+		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
 		code = exitFailure
+	} else {
+		select {
+		case <-stop:
+			drain(log, adm, f.ShutdownDelay())
+		case <-srv.Done():
+			log.Error("server stopped", "error", srv.Err())
+			code = exitFailure
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -164,6 +176,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	if !closeIsolated(log, isolated, shutdownTimeout) || !closeHost(log, host, shutdownTimeout) {
 		code = exitFailure
 	}
+	stopAdmin(log, adm, shutdownTimeout)
 	if code == exitOK {
 		log.Info("stopped")
 	}

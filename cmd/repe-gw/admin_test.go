@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/repe-gw/repe-gw/internal/gatewaytest"
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// startAdminGateway runs bin with args plus a free loopback address for
+// REPE and one for --admin, and waits until both listen. It returns the
+// process and the admin address.
+func startAdminGateway(t *testing.T, bin string, args ...string) (*process, string) {
+	t.Helper()
+	admin := freeAddr(t)
+	g := startGateway(t, bin, append(args, "--admin", admin)...)
+	g.waitLog(t, `msg="admin listening" addr=`+admin)
+	return g, admin
+}
+
+// adminGet asks the admin listener at addr for path, with the bearer
+// token when it is not empty, and returns the status and the body.
+func adminGet(t *testing.T, addr, path, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+addr+path, nil)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	c := http.Client{Timeout: gatewaytest.Timeout}
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(body)
+}
+
+func TestAdmin(t *testing.T) {
+	bin := buildGateway(t)
+	gt := newGate(t)
+	dir := pluginDir(t, gt)
+	g, admin := startAdminGateway(t, bin, "--plugins", dir)
+
+	code, body := adminGet(t, admin, "/healthz", "")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "ok\n", body)
+	code, body = adminGet(t, admin, "/readyz", "")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "ready\n", body)
+
+	calc := filepath.Join(dir, "calculator.so")
+	sum, err := fileSHA256(calc)
+	require.NoError(t, err)
+	code, body = adminGet(t, admin, "/metrics", "")
+	require.Equal(t, http.StatusOK, code)
+	assert.Regexp(t, `(?m)^repe_gw_plugin_info\{name="calculator",root="/calculator",sha256="`+sum+`",version="[^"]*"\} 1$`, body)
+	assert.Regexp(t, `(?m)^repe_gw_plugin_info\{name="gate",root="/gate",sha256="[0-9a-f]{64}",version="1.0.0"\} 1$`, body)
+	assert.Regexp(t, `(?m)^repe_gw_connections_closed_total\{reason="read_timeout"\} 0$`, body)
+	assert.Regexp(t, `(?m)^process_cpu_seconds_total `, body)
+	assert.Regexp(t, `(?m)^go_goroutines `, body)
+
+	// A call held in the gate plugin shows as in flight.
+	c := g.dial(t)
+	c.Send(gatewaytest.Request(1, "/gate/wait", ""))
+	gt.waitEvent(t, "gate wait 1")
+	_, body = adminGet(t, admin, "/metrics", "")
+	assert.Regexp(t, `(?m)^repe_gw_calls_in_flight\{plugin="gate"\} 1$`, body)
+	gt.open(t, "go")
+	assert.Equal(t, repe.OK, c.Next().EC())
+
+	code, body = adminGet(t, admin, "/plugins", "")
+	require.Equal(t, http.StatusOK, code)
+	var plugins []struct {
+		Name, Version, Root, File, SHA256, Mode, State string
+		Loaded                                         time.Time
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &plugins))
+	require.Len(t, plugins, 2, body)
+	p := plugins[0]
+	assert.Equal(t, "calculator", p.Name)
+	assert.Equal(t, "/calculator", p.Root)
+	assert.Equal(t, calc, p.File)
+	assert.Equal(t, sum, p.SHA256)
+	assert.Equal(t, "inprocess", p.Mode)
+	assert.Equal(t, "serving", p.State)
+	assert.False(t, p.Loaded.IsZero())
+	assert.Equal(t, "gate", plugins[1].Name)
+
+	code, _ = adminGet(t, admin, "/debug/pprof/", "")
+	assert.Equal(t, http.StatusNotFound, code, "only with --admin-pprof")
+	code, body = adminGet(t, admin, "/", "")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "<title>repe-gw status</title>")
+}
+
+// TestAdminReadyOnSignal checks the order of a graceful stop: on SIGTERM
+// /readyz answers 503 while the connections are still open and a call
+// still runs, and only then does the drain answer that call and close its
+// connection.
+func TestAdminReadyOnSignal(t *testing.T) {
+	bin := buildGateway(t)
+	gt := newGate(t)
+	g, admin := startAdminGateway(t, bin, "--plugins", pluginDir(t, gt))
+	c := g.dial(t)
+	c.Send(gatewaytest.Request(1, "/gate/wait", ""))
+	gt.waitEvent(t, "gate wait 1")
+
+	g.signal(t, syscall.SIGTERM, `msg="shutting down" signal=terminated`)
+	require.Eventually(t, func() bool {
+		code, _ := adminGet(t, admin, "/readyz", "")
+		return code == http.StatusServiceUnavailable
+	}, gatewaytest.Timeout, time.Millisecond)
+	code, body := adminGet(t, admin, "/readyz", "")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Equal(t, "shutting down\n", body)
+	code, _ = adminGet(t, admin, "/healthz", "")
+	assert.Equal(t, http.StatusOK, code, "alive while it drains")
+
+	// The connection is still open, its call in the plugin: the drain has
+	// not closed it. Only once the call returns is it answered and closed.
+	assert.Equal(t, "gate init\ngate wait 1\n", gt.events(t))
+	gt.open(t, "go")
+	reply := c.Next()
+	assert.Equal(t, uint64(1), reply.ID())
+	assert.Equal(t, `"released"`, string(reply.Body()))
+	c.ExpectClosed()
+	assert.Equal(t, exitOK, g.waitExit(t), g.log())
+}
+
+// TestAdminShutdownDelay checks that during --shutdown-delay the gateway is
+// not ready but still accepts and serves new connections.
+func TestAdminShutdownDelay(t *testing.T) {
+	bin := buildGateway(t)
+	g, admin := startAdminGateway(t, bin, "--plugin", gatewaytest.Calculator(t), "--shutdown-delay", "1h")
+	g.signal(t, syscall.SIGTERM, `msg="not ready: serving on until the shutdown delay ends" delay=1h0m0s`)
+	code, _ := adminGet(t, admin, "/readyz", "")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+
+	c := g.dial(t)
+	c.Send(gatewaytest.Request(1, "/calculator/value", ""))
+	assert.Equal(t, "0", string(c.Next().Body()), "a new connection is still served")
+
+	g.signal(t, syscall.SIGTERM, `msg="second signal: exiting now"`)
+	assert.Equal(t, exitFailure, g.waitExit(t))
+}
+
+func TestAdminReadiness(t *testing.T) {
+	bin := buildGateway(t)
+	_, admin := startAdminGateway(t, bin, "--plugins", t.TempDir())
+	code, body := adminGet(t, admin, "/readyz", "")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Equal(t, "no plugin loaded\n", body)
+
+	_, admin = startAdminGateway(t, bin, "--plugins", t.TempDir(), "--admin-ready-without-plugins", "--admin-pprof")
+	code, _ = adminGet(t, admin, "/readyz", "")
+	assert.Equal(t, http.StatusOK, code)
+	code, body = adminGet(t, admin, "/debug/pprof/", "")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "goroutine")
+}
+
+func TestAdminToken(t *testing.T) {
+	bin := buildGateway(t)
+	token := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(token, []byte("  s3cret\n"), 0o600))
+	_, admin := startAdminGateway(t, bin, "--plugin", gatewaytest.Calculator(t), "--admin-token-file", token)
+
+	for _, path := range []string{"/metrics", "/plugins", "/"} {
+		code, _ := adminGet(t, admin, path, "")
+		assert.Equal(t, http.StatusUnauthorized, code, path)
+		code, _ = adminGet(t, admin, path, "s3cre")
+		assert.Equal(t, http.StatusUnauthorized, code, path)
+		code, _ = adminGet(t, admin, path, "s3cret")
+		assert.Equal(t, http.StatusOK, code, path)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		code, _ := adminGet(t, admin, path, "")
+		assert.Equal(t, http.StatusOK, code, "%s needs no token", path)
+	}
+}
+
+// TestAdminRefusals: settings that would expose the admin listener stop
+// the gateway before any plugin loads, with one line.
+func TestAdminRefusals(t *testing.T) {
+	bin := buildGateway(t)
+	dir := t.TempDir()
+	readable := filepath.Join(dir, "readable")
+	require.NoError(t, os.WriteFile(readable, []byte("s3cret"), 0o600))
+	require.NoError(t, os.Chmod(readable, 0o644))
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.WriteFile(empty, []byte("\n"), 0o600))
+	busy := freeAddr(t)
+	calc := gatewaytest.Calculator(t)
+
+	tests := []struct {
+		name string
+		args []string
+		line string
+	}{
+		{"every interface", []string{"--admin", ":0"},
+			`^repe-gw: --admin :0 is not a loopback address: set --admin-token-file, or --admin-insecure to show the gateway to anyone who reaches it$`},
+		{"another machine's address", []string{"--admin", "192.0.2.1:9099"}, `^repe-gw: --admin 192.0.2.1:9099 is not a loopback address`},
+		{"token others can read", []string{"--admin", "127.0.0.1:0", "--admin-token-file", readable},
+			`^repe-gw: --admin-token-file ` + regexp.QuoteMeta(readable) + `: admin: token file \S+ has mode 0644: others than its owner may read it; chmod 600 it$`},
+		{"empty token", []string{"--admin", "127.0.0.1:0", "--admin-token-file", empty}, `holds no token$`},
+		{"missing token", []string{"--admin", "127.0.0.1:0", "--admin-token-file", filepath.Join(dir, "none")},
+			`^repe-gw: --admin-token-file \S+: no such file or directory$`},
+		{"bad address", []string{"--admin", "9099"}, `^repe-gw: --admin 9099: not an address HOST:PORT`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), gatewaytest.Timeout)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, append(tt.args, "--plugin", calc, "--addr", busy)...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, stderr.String())
+			assert.NotEqual(t, exitOK, ee.ExitCode())
+			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+			require.Len(t, lines, 1, "one line and nothing loaded:\n%s", stderr.String())
+			assert.Regexp(t, tt.line, lines[0])
+		})
+	}
+
+	t.Run("admin port in use", func(t *testing.T) {
+		gt := newGate(t)
+		l := listen(t)
+		g := start(t, bin, "--plugin", gt.build(t, t.TempDir(), "gate", "/gate", false), "--admin", l)
+		assert.Equal(t, exitFailure, g.waitExit(t))
+		assert.Regexp(t, `(?m)^repe-gw: --admin `+regexp.QuoteMeta(l)+`: admin: listen tcp \S+: bind: address already in use$`, g.log())
+		assert.Equal(t, "gate init\ngate shutdown\n", gt.events(t), "the gateway that had started stops cleanly")
+	})
+}
+
+// listen holds a loopback port for the test, and returns its address.
+func listen(t *testing.T) string {
+	t.Helper()
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String()
+}
