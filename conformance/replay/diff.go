@@ -63,7 +63,7 @@ func describe(b []byte) string {
 		return fmt.Sprintf("%d bytes %x", len(b), b)
 	}
 	m := repe.Message(b)
-	s := fmt.Sprintf("id %d, ec %d (%s), body_format %d", m.ID(), m.EC(), m.EC(), m.BodyFormat())
+	s := fmt.Sprintf("id %d, ec %d (%s), body_format %d", m.ID(), m.EC(), m.EC().String(), m.BodyFormat())
 	if _, err := repe.Parse(b); err == nil {
 		s += ", body " + show(m.Body())
 	}

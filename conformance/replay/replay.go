@@ -251,7 +251,7 @@ func (c *conn) expectError(e Expectation, id uint64) error {
 	}
 	var problems []string
 	if len(e.EC) > 0 && !slices.Contains(e.EC, uint32(m.EC())) {
-		problems = append(problems, fmt.Sprintf("ec %d (%s), want one of %v", m.EC(), m.EC(), e.EC))
+		problems = append(problems, fmt.Sprintf("ec %d (%s), want one of %v", m.EC(), m.EC().String(), e.EC))
 	}
 	if !bytes.HasPrefix(m.Body(), []byte(e.BodyPrefix)) {
 		problems = append(problems, fmt.Sprintf("body %s does not start with %q", show(m.Body()), e.BodyPrefix))
