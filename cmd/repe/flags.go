@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,8 +16,11 @@ import (
 const defaultAddr = "127.0.0.1:5099"
 
 const usageText = `Usage: repe [flags] COMMAND PATH [BODY]
+       repe record --listen HOST:PORT --upstream HOST:PORT --out DIR
+       repe replay DIR [--addr HOST:PORT] [--expect FILE]
 
-Calls a REPE server (repe-gw, a Glaze asio_server, ...) and prints the reply.
+Calls a REPE server (repe-gw, a Glaze asio_server, ...) and prints the reply;
+records the traffic to a server, and replays a recording as a golden test.
 
 Commands:
   get PATH                      call PATH with no body
@@ -24,6 +29,11 @@ Commands:
                                 standard input (-) or a file (@FILE)
   notify PATH [JSON | - | @FILE]
                                 send without waiting; the server sends no reply
+  record                        forward connections from --listen to --upstream
+                                and write each request and its reply into
+                                --out, until interrupted
+  replay DIR                    replay a recording in order against --addr;
+                                exit 1 if any reply differs
 
 Flags (before or after the command):
   --addr HOST:PORT  server address (default $REPE_ADDR, else ` + defaultAddr + `)
@@ -32,6 +42,12 @@ Flags (before or after the command):
   --beve            send the JSON body encoded as BEVE (body_format 1)
   --id N            request id (default: chosen by the client, from 1)
   --version         print the version and exit
+  --listen HOST:PORT, --upstream HOST:PORT, --out DIR
+                    record: where to listen, the server to forward to, and
+                    the directory to write (which must hold no recording)
+  --expect FILE     replay: cases a server deliberately answers otherwise,
+                    with the error it gives instead (JSON, as in
+                    conformance/testdata/expectations.json)
 
 JSON and BEVE replies are printed as JSON, UTF-8 replies as text, other
 bodies as hex. An error reply prints "<ec name> (<ec>): <message>" on
@@ -43,6 +59,8 @@ Examples:
   repe set /calculator/value 42
   echo '{"value": 2.5}' | repe call /calculator -
   repe --addr 10.0.0.7:5099 --timeout 2s call /calculator/increment
+  repe record --listen 127.0.0.1:5098 --upstream 127.0.0.1:5099 --out session
+  repe replay session --addr 127.0.0.1:5099
 `
 
 // options are the parsed flags.
@@ -54,6 +72,13 @@ type options struct {
 	id      uint64
 	hasID   bool
 	version bool
+
+	// record and replay
+	listen   string
+	upstream string
+	out      string
+	expect   string
+	set      map[string]bool // the flags given, by name
 }
 
 var errHelp = errors.New("help requested")
@@ -74,6 +99,10 @@ func parseArgs(args []string, envAddr string, stdout io.Writer) (options, []stri
 	fs.BoolVar(&opts.raw, "raw", false, "compact JSON, plain hex")
 	fs.BoolVar(&opts.beve, "beve", false, "send the body as BEVE")
 	fs.BoolVar(&opts.version, "version", false, "print the version")
+	fs.StringVar(&opts.listen, "listen", "", "record: listen address")
+	fs.StringVar(&opts.upstream, "upstream", "", "record: server address")
+	fs.StringVar(&opts.out, "out", "", "record: recording directory")
+	fs.StringVar(&opts.expect, "expect", "", "replay: expectations file")
 	fs.Func("id", "request id", func(s string) error {
 		id, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
@@ -108,6 +137,8 @@ func parseArgs(args []string, envAddr string, stdout io.Writer) (options, []stri
 	if opts.timeout <= 0 {
 		return opts, nil, errors.New("--timeout must be positive")
 	}
+	opts.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { opts.set[f.Name] = true })
 	return opts, pos, nil
 }
 
@@ -129,4 +160,32 @@ func flagArgs(fs *flag.FlagSet, a string, left int) int {
 // as in "repe set /x -5".
 func startsNumber(s string) bool {
 	return s != "" && (s[0] >= '0' && s[0] <= '9' || s[0] == '.')
+}
+
+// commandFlags lists the flags that only some commands take; any other flag
+// goes with every command.
+var commandFlags = map[string][]string{
+	"listen":   {"record"},
+	"upstream": {"record"},
+	"out":      {"record"},
+	"expect":   {"replay"},
+	"raw":      {"get", "set", "call"},
+	"beve":     {"get", "set", "call", "notify"},
+	"id":       {"get", "set", "call", "notify"},
+	"addr":     {"get", "set", "call", "notify", "replay"},
+}
+
+// checkFlags returns an error for a flag given to a command that does not
+// take it, so that a misplaced flag is not silently ignored, and for a
+// flag that record needs and lacks.
+func checkFlags(command string, opts options) error {
+	for _, name := range slices.Sorted(maps.Keys(opts.set)) {
+		if cmds, ok := commandFlags[name]; ok && !slices.Contains(cmds, command) {
+			return fmt.Errorf("--%s is not a flag of %s", name, command)
+		}
+	}
+	if command == "record" && (opts.listen == "" || opts.upstream == "" || opts.out == "") {
+		return errors.New("record needs --listen, --upstream and --out")
+	}
+	return nil
 }

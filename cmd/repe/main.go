@@ -5,6 +5,8 @@
 //	repe [--addr HOST:PORT] set PATH JSON
 //	repe [--addr HOST:PORT] call PATH [JSON | - | @FILE]
 //	repe [--addr HOST:PORT] notify PATH [JSON | - | @FILE]
+//	repe record --listen HOST:PORT --upstream HOST:PORT --out DIR
+//	repe replay DIR [--addr HOST:PORT] [--expect FILE]
 //
 // Run repe -h for every flag.
 package main
@@ -54,8 +56,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	cmd, err := parseCommand(pos)
+	if err == nil {
+		err = checkFlags(cmd.name, opts)
+	}
 	if err != nil {
 		return usageError(stderr, err.Error())
+	}
+	switch cmd.name {
+	case "record":
+		return runRecord(opts, stderr)
+	case "replay":
+		return runReplay(cmd.path, opts, stdout, stderr)
 	}
 
 	body, err := readBody(cmd.source, stdin)
@@ -115,8 +126,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // command is what the positional arguments ask for.
 type command struct {
-	name   string // get, set, call or notify
-	path   string // the query
+	name   string // get, set, call, notify, record or replay
+	path   string // the query; replay's directory
 	source string // the body argument: JSON, "-" or "@FILE"; "" for none
 	notify bool
 }
@@ -144,6 +155,15 @@ func parseCommand(pos []string) (command, error) {
 			cmd.source = rest[1]
 		}
 		cmd.notify = cmd.name == "notify"
+	case "record":
+		if len(rest) != 0 {
+			return cmd, errors.New("record takes no argument but its flags")
+		}
+		return cmd, nil
+	case "replay":
+		if len(rest) != 1 {
+			return cmd, errors.New("replay takes DIR, the recording")
+		}
 	default:
 		return cmd, fmt.Errorf("unknown command %q", cmd.name)
 	}
