@@ -52,7 +52,7 @@ func Diff(want, got []byte) string {
 		lines = append(lines, fmt.Sprintf("  query: got %s, want %s", show(gm.Query()), show(wm.Query())))
 	}
 	if !bytes.Equal(gm.Body(), wm.Body()) {
-		lines = append(lines, fmt.Sprintf("  body: got %s, want %s", show(gm.Body()), show(wm.Body())))
+		lines = append(lines, fmt.Sprintf("  body: got %s, want %s", showBody(gm), showBody(wm)))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -65,9 +65,18 @@ func describe(b []byte) string {
 	m := repe.Message(b)
 	s := fmt.Sprintf("id %d, ec %d (%s), body_format %d", m.ID(), m.EC(), m.EC().String(), m.BodyFormat())
 	if _, err := repe.Parse(b); err == nil {
-		s += ", body " + show(m.Body())
+		s += ", body " + showBody(m)
 	}
 	return s
+}
+
+// showBody shows a frame's body as show does, but a BEVE body as hex
+// always: it is binary even where its bytes happen to be valid UTF-8.
+func showBody(m repe.Message) string {
+	if m.BodyFormat() == repe.BodyBEVE {
+		return fmt.Sprintf("%x (hex)", m.Body())
+	}
+	return show(m.Body())
 }
 
 // show quotes b as Go text when it is UTF-8, and as hex otherwise.

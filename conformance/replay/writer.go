@@ -57,7 +57,7 @@ func (w *Writer) Add(req, reply []byte, closed bool) error {
 		query = string(m.Query())
 		desc = fmt.Sprintf("%s, id %d", query, m.ID())
 		if len(m.Body()) > 0 {
-			desc += fmt.Sprintf(", %s body %s", m.BodyFormat(), show(m.Body()))
+			desc += fmt.Sprintf(", %s body %s", m.BodyFormat(), showBody(m))
 		}
 	}
 	name := fmt.Sprintf("%04d_%s", len(w.m.Cases)+1, slug(query))
