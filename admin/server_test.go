@@ -33,12 +33,17 @@ func TestMain(m *testing.M) {
 }
 
 // serve starts a real gateway on the test plugin at /t, whose calls get a
-// deadline of 20ms so that /t/sleep (200 ms) times out, and an admin
-// listener on it with cfg. It returns the admin listener and the gateway.
+// deadline of 20ms so that /t/sleep (200 ms) times out, and whose circuit
+// opens after two timeouts, and an admin listener on it with cfg. It
+// returns the admin listener and the gateway.
 func serve(t *testing.T, cfg Config) (*Server, *gateway.Server) {
 	t.Helper()
 	gw, _ := gatewaytest.Serve(t, gateway.Config{
-		Policies: map[string]gateway.Policy{"/t": {Deadline: 20 * time.Millisecond}},
+		Policies: map[string]gateway.Policy{"/t": {
+			Deadline:        20 * time.Millisecond,
+			CircuitFailures: 2,
+			CircuitCooldown: time.Hour, // open for the rest of the test
+		}},
 	}, gatewaytest.TestPlugin(t, "/t"))
 	cfg.Gateway = gw
 	if cfg.Addr == "" {
@@ -125,14 +130,32 @@ func TestMetrics(t *testing.T) {
 		assert.Contains(t, before, std, "the standard process and Go collectors")
 	}
 
-	// Two calls past their deadline: exactly two timeouts.
+	// A known mix: three notifies the plugin answers anyway, two calls
+	// past their deadline, which open the circuit, and one call refused
+	// because it is open.
 	c := gatewaytest.Dial(t, gw.Addr())
+	for range 3 {
+		c.Send(gatewaytest.Notify("/t/notify", ""))
+	}
+	c.Send(gatewaytest.Request(1, "/t/ping", "")) // answered after the notifies ran
+	assert.Equal(t, repe.OK, c.Next().EC())
 	for id := range uint64(2) {
-		c.Send(gatewaytest.Request(id, "/t/sleep", ""))
+		c.Send(gatewaytest.Request(10+id, "/t/sleep", ""))
 		assert.Equal(t, repe.Timeout, c.Next().EC())
 	}
+	c.Send(gatewaytest.Request(20, "/t/ping", ""))
+	assert.Equal(t, repe.SendError, c.Next().EC())
+
 	after := scrape(t, s)
-	assert.Equal(t, 2.0, value(t, after, "repe_gw_call_timeouts_total", map[string]string{"plugin": "t"}))
+	t1 := map[string]string{"plugin": "t"}
+	assert.Equal(t, 3.0, value(t, after, "repe_gw_dropped_notify_replies_total", t1))
+	assert.Equal(t, 2.0, value(t, after, "repe_gw_call_timeouts_total", t1))
+	assert.Equal(t, 1.0, value(t, after, "repe_gw_circuit_open", t1))
+	assert.Equal(t, 1.0, value(t, after, "repe_gw_circuit_opened_total", t1))
+	assert.Equal(t, 1.0, value(t, after, "repe_gw_calls_refused_total", t1))
+	// The two calls that timed out are still in the plugin for their 200 ms,
+	// or returned late since.
+	assert.Equal(t, 2.0, value(t, after, "repe_gw_calls_stuck", t1)+value(t, after, "repe_gw_late_replies_total", t1))
 }
 
 func TestProbes(t *testing.T) {
