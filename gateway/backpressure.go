@@ -1,10 +1,6 @@
 package gateway
 
-import (
-	"time"
-
-	"github.com/panjf2000/gnet/v2"
-)
+import "time"
 
 // Backpressure. A client that sends requests and does not read the replies
 // would otherwise make the gateway queue replies without bound. While more
@@ -28,7 +24,7 @@ const (
 // stall is called on the event loop while the connection's unread replies,
 // pending bytes of them, are over the bound. It closes a slow consumer and
 // otherwise makes sure that the connection is woken to look again.
-func (cs *conn) stall(pending int) gnet.Action {
+func (cs *conn) stall(pending int) action {
 	s := cs.srv
 	now := s.clock.Load()
 	switch {
@@ -47,16 +43,16 @@ func (cs *conn) stall(pending int) gnet.Action {
 	case s.cfg.WriteTimeout > 0 && now-cs.stalledSince > int64(s.cfg.WriteTimeout):
 		reason = "its unread replies did not shrink for the write timeout"
 	default:
-		return gnet.None
+		return keepOpen
 	}
 	s.stats.slowConsumers.Add(1)
 	s.slowLog.Do(func(suppressed int64) {
 		s.log.Warn("closing a slow consumer: "+reason, "remote", cs.remote,
-			"pending_output", pending, "pending_input", cs.gc.InboundBuffered(),
+			"pending_output", pending, "pending_input", cs.w.InboundBuffered(),
 			"max_pending_output", s.cfg.MaxPendingOutput, "max_pending_input", s.cfg.MaxPendingInput,
 			"write_timeout", s.cfg.WriteTimeout, "suppressed", suppressed)
 	})
-	return gnet.Close
+	return closeConn
 }
 
 // unstall is called on the event loop once a stalled connection's output is
@@ -70,12 +66,12 @@ func (cs *conn) unstall() {
 // connection that has more to serve once its output drains: it wakes the
 // connection at once if the output already drained, and otherwise lets the
 // waker do it.
-func (cs *conn) afterWrite() gnet.Action {
+func (cs *conn) afterWrite() action {
 	s := cs.srv
-	pending := cs.gc.OutboundBuffered()
+	pending := cs.w.OutboundBuffered()
 	if pending < s.cfg.MaxPendingOutput {
-		s.wake(cs.gc, nil)
-		return gnet.None
+		cs.wake(nil)
+		return keepOpen
 	}
 	return cs.stall(pending)
 }
@@ -121,7 +117,7 @@ func (s *Server) unwatch(cs *conn) {
 func (s *Server) waker() {
 	t := time.NewTicker(wakeFirst)
 	defer t.Stop()
-	var due []gnet.Conn
+	var due []*conn
 	for {
 		s.stallMu.Lock()
 		n := len(s.stalled)
@@ -143,14 +139,14 @@ func (s *Server) waker() {
 		s.stallMu.Lock()
 		for cs, w := range s.stalled {
 			if now >= w.next {
-				due = append(due, cs.gc)
+				due = append(due, cs)
 				w.every = min(2*w.every, wakeMax)
 				w.next = now + int64(w.every)
 			}
 		}
 		s.stallMu.Unlock()
-		for _, gc := range due {
-			s.wake(gc, nil)
+		for _, cs := range due {
+			cs.wake(nil)
 		}
 	}
 }

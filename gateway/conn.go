@@ -1,9 +1,8 @@
 package gateway
 
 import (
+	"runtime/debug"
 	"sync/atomic"
-
-	"github.com/panjf2000/gnet/v2"
 
 	"github.com/repe-gw/repe-gw/repe"
 )
@@ -12,13 +11,15 @@ import (
 // a path; Glaze peers may match on it.
 const textNoPlugin = "No plugin registered for path"
 
-// conn is the gateway's state for one client connection. Apart from the
-// atomics, which the sweeper reads, it is used only on the connection's
-// event loop.
+// conn is the dispatch core's state for one client connection, whatever
+// transport carries it (wire.go). Apart from the atomics, which the sweeper
+// and workers read, it is used only on the goroutine that serves the
+// connection: its gnet event loop, or its stream goroutine.
 type conn struct {
-	srv  *Server
-	gc   gnet.Conn
-	loop *loop
+	srv     *Server
+	w       wire
+	wakeRef atomic.Pointer[wireRef]
+	loop    *loop
 
 	// remote is the peer's address, kept here because gnet releases its own
 	// when the connection closes, while the sweeper may still log it.
@@ -63,7 +64,8 @@ type conn struct {
 	idleSince atomic.Int64
 }
 
-// loop is the gateway's state for one gnet event loop, used only on it.
+// loop is the state of one goroutine that serves connections one at a time:
+// a gnet event loop, or a stream connection's own goroutine.
 type loop struct {
 	// out collects a batch's replies, so that they go out in one write.
 	// Shared by the loop's connections, which it serves one at a time.
@@ -123,25 +125,55 @@ const largeReply = 64 << 10
 // huge reply should not pin its memory for good.
 const maxKeptOut = 1 << 20
 
+// serveOnce serves cs once, on the goroutine that serves it: it answers what
+// is buffered, writes the replies in one write, and arranges to be woken
+// when more is to be served.
+func (cs *conn) serveOnce() (act action) {
+	s := cs.srv
+	defer func() {
+		// A bug must cost one connection, not the server (as net/http does).
+		if r := recover(); r != nil {
+			cs.loop.run.abandon()
+			s.log.Error("panic while serving a connection; closing it",
+				"remote", cs.remote, "panic", r, "stack", string(debug.Stack()))
+			act = closeConn
+		}
+	}()
+	out, act, more := cs.serve(cs.loop.out[:0])
+	if len(out) > 0 {
+		// One write per batch of replies. A transport that fails to write
+		// closes the connection itself.
+		_, _ = cs.w.Write(out)
+	}
+	if cap(out) > maxKeptOut {
+		out = nil
+	}
+	cs.loop.out = out
+	if act == keepOpen && (more || cs.parked) {
+		act = cs.afterWrite()
+	}
+	return act
+}
+
 // serve answers every complete request buffered on the connection, appending
 // the replies to out, until it runs out of bytes, hands requests to a worker,
 // reaches the connection's output bound, or meets a frame after which the
 // stream cannot be trusted. more reports that requests were left for when
 // the client has read.
-func (cs *conn) serve(out []byte) (_ []byte, action gnet.Action, more bool) {
-	s, gc := cs.srv, cs.gc
+func (cs *conn) serve(out []byte) (_ []byte, action action, more bool) {
+	s, w := cs.srv, cs.w
 	if j := cs.job; j != nil && !cs.parked {
 		if j.state.Load() != jobDone {
 			return out, cs.wait(), false
 		}
 		out, action = cs.collect(out, j)
-		if action != gnet.None {
+		if action != keepOpen {
 			return out, action, false
 		}
 	}
 
 	// Unread replies over the bound: serve nothing more until they shrink.
-	room := s.cfg.MaxPendingOutput - gc.OutboundBuffered() - len(out)
+	room := s.cfg.MaxPendingOutput - w.OutboundBuffered() - len(out)
 	if room <= 0 {
 		return out, cs.stall(s.cfg.MaxPendingOutput - room), false
 	}
@@ -153,7 +185,7 @@ func (cs *conn) serve(out []byte) (_ []byte, action gnet.Action, more bool) {
 		cs.job.reply.B = cs.job.reply.B[:0]
 		cs.job.state.Store(jobRunning)
 		cs.job.lane.submit(cs.job)
-		return out, gnet.None, false
+		return out, keepOpen, false
 	}
 	if cs.intake != nil {
 		// The frame read ahead runs as soon as it is whole; what follows it
@@ -186,7 +218,7 @@ loop:
 				e := repe.AsError(err)
 				s.log.Debug("closing connection after a bad frame", "remote", cs.remote, "error", err)
 				out = repe.AppendError(out, repe.PeekID(b), e.Code, e.Message)
-				action = gnet.Close
+				action = closeConn
 			}
 			break
 		}
@@ -221,20 +253,20 @@ loop:
 	}
 	run.end(s.now)
 	if done > 0 {
-		_, _ = gc.Discard(done)
+		_, _ = w.Discard(done)
 	}
 
 	switch {
-	case action == gnet.Close || cs.job != nil:
+	case action == closeConn || cs.job != nil:
 		cs.setPartial(false)
 	case more:
-	case gc.InboundBuffered() > 0:
+	case w.InboundBuffered() > 0:
 		// What is left is the start of a frame: the read timeout runs.
 		cs.setPartial(true)
 	default:
 		cs.setPartial(false)
 		if s.draining.Load() {
-			action = gnet.Close
+			action = closeConn
 		}
 	}
 	if s.cfg.IdleTimeout > 0 {
@@ -245,35 +277,35 @@ loop:
 
 // collect appends the replies of the finished job j to out, and either
 // frees j or parks it when the worker stopped at the output bound.
-func (cs *conn) collect(out []byte, j *job) ([]byte, gnet.Action) {
-	s, gc := cs.srv, cs.gc
+func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
+	s, w := cs.srv, cs.w
 	if len(j.reply.B) > largeReply {
 		// Written apart rather than copied into the batch first.
 		if len(out) > 0 {
-			_, _ = gc.Write(out)
+			_, _ = w.Write(out)
 			out = out[:0]
 		}
-		_, _ = gc.Write(j.reply.B)
+		_, _ = w.Write(j.reply.B)
 	} else {
 		out = append(out, j.reply.B...)
 	}
 	if j.remaining() {
 		cs.parked = true
-		return out, gnet.None
+		return out, keepOpen
 	}
 	failed := j.failed
 	cs.job = nil
 	j.free()
 	if failed {
-		return out, gnet.Close
+		return out, closeConn
 	}
 	if cs.overflowed {
 		// Everything after the call just answered was dropped: say so to
 		// the first request dropped, then close.
 		out = repe.AppendError(out, cs.overflowID, repe.ConnectionFailure, s.textOverflow)
-		return out, gnet.Close
+		return out, closeConn
 	}
-	return out, gnet.None
+	return out, keepOpen
 }
 
 // wait runs on each read while the connection's requests wait for a call on a
@@ -284,19 +316,19 @@ func (cs *conn) collect(out []byte, j *job) ([]byte, gnet.Action) {
 // from then on what it sends is dropped as it arrives, and once the running
 // call is answered the first request dropped gets an error saying why and
 // the connection closes.
-func (cs *conn) wait() gnet.Action {
-	s, gc := cs.srv, cs.gc
+func (cs *conn) wait() action {
+	s, w := cs.srv, cs.w
 	if !cs.overflowed {
 		if cs.intake == nil {
-			cs.arriving(gc.InboundBuffered())
+			cs.arriving(w.InboundBuffered())
 		}
 		if cs.intake != nil {
 			if _, err := cs.takeIn(); err != nil {
-				return gnet.Close
+				return closeConn
 			}
 		}
 		if !cs.inputOver() {
-			return gnet.None
+			return keepOpen
 		}
 		cs.overflowed = true
 		s.stats.floods.Add(1)
@@ -305,7 +337,7 @@ func (cs *conn) wait() gnet.Action {
 			cs.intake.free()
 			cs.intake = nil
 		} else {
-			head, _ := gc.Peek(min(gc.InboundBuffered(), repe.HeaderSize))
+			head, _ := w.Peek(min(w.InboundBuffered(), repe.HeaderSize))
 			cs.overflowID = repe.PeekID(head)
 		}
 		s.overflowLog.Do(func(suppressed int64) {
@@ -313,22 +345,22 @@ func (cs *conn) wait() gnet.Action {
 				"remote", cs.remote, "limit", s.cfg.MaxPendingInput, "suppressed", suppressed)
 		})
 	}
-	_, _ = gc.Discard(gc.InboundBuffered())
+	_, _ = w.Discard(w.InboundBuffered())
 	cs.setPartial(false)
-	return gnet.None
+	return keepOpen
 }
 
 // inputOver reports whether the connection has buffered more than it may
 // while its requests cannot be served: the frame at the head of its queue,
 // whatever its size up to MaxMessageSize, and MaxPendingInput bytes more.
 func (cs *conn) inputOver() bool {
-	gc := cs.gc
-	avail := gc.InboundBuffered()
+	w := cs.w
+	avail := w.InboundBuffered()
 	allowed := cs.srv.cfg.MaxPendingInput
 	if cs.intake == nil && avail >= 8 {
 		// The frame at the head is buffered in gnet: allow for it. A length
 		// over MaxMessageSize is refused once the frame is served.
-		hdr, _ := gc.Peek(8)
+		hdr, _ := w.Peek(8)
 		allowed += int(min(repe.Message(hdr).Length(), cs.srv.cfg.MaxMessageSize))
 	}
 	return avail > allowed
@@ -351,7 +383,7 @@ func (cs *conn) setPartial(partial bool) {
 // trackIdle keeps idleSince for the idle timeout: it restarts whenever a
 // request was served and is 0 while anything is in flight or buffered.
 func (cs *conn) trackIdle(served, more bool) {
-	busy := more || cs.job != nil || cs.intake != nil || cs.gc.InboundBuffered() > 0 || cs.gc.OutboundBuffered() > 0
+	busy := more || cs.job != nil || cs.intake != nil || cs.w.InboundBuffered() > 0 || cs.w.OutboundBuffered() > 0
 	switch {
 	case busy:
 		if cs.idleSince.Load() != 0 {

@@ -1,8 +1,19 @@
-// Package gateway serves REPE plugins over TCP with gnet.
+// Package gateway serves REPE plugins over TCP with gnet, and over any
+// net.Listener.
 //
-// Every request goes one way: bytes in gnet's buffer → a repe.Message view of
-// them → the plugin whose root owns the query → the plugin's reply, appended
-// to a per-batch buffer that is written with one write per batch.
+// Every request goes one way: bytes in the transport's buffer → a
+// repe.Message view of them → the plugin whose root owns the query → the
+// plugin's reply, appended to a per-batch buffer that is written with one
+// write per batch.
+//
+// # Transports and the core
+//
+// One dispatch core (conn.go) holds framing, routing, ordering, read-ahead,
+// the limits and the plugins' policies; transports only move bytes through
+// a small interface (wire.go). gnet's event loops serve the gateway's own
+// TCP listener (gnet.go); Serve and ServeConn serve any net.Listener or
+// net.Conn, a tls.Listener say, on a goroutine per connection (stream.go).
+// Both answer the same bytes with the same bytes.
 //
 // # Framing
 //
@@ -46,14 +57,17 @@
 // closes. Its unread replies are MaxPendingOutput (and one batch): past
 // that none of its requests are served until it reads, and a connection
 // that stays so for WriteTimeout, or sends past its input bound meanwhile,
-// is closed as a slow consumer (backpressure.go).
+// is closed as a slow consumer (backpressure.go). On the stream transport a
+// write blocks until the client takes it, at most WriteTimeout, and the
+// reader stops reading meanwhile, so its unread replies are what the socket
+// holds.
 //
 // # Limits, timeouts and shutdown
 //
 // MaxConns and MaxConnsPerIP bound connections; ReadTimeout closes a
 // connection stalled inside a frame and IdleTimeout (off by default) one
 // with nothing in flight. A peer that ends its stream after its requests
-// still gets every reply (halfclose.go). A panic while serving a connection
+// still gets every reply (gnet.go hands it to a stream goroutine). A panic while serving a connection
 // closes that connection only. Shutdown finishes the requests already
 // received, closes every connection and stops the event loops; the caller
 // then shuts the plugins down.

@@ -366,7 +366,10 @@ func TestLargeBodyPassesThrough(t *testing.T) {
 	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
 	req := repe.AppendMessage(nil, repe.Header{ID: 31, BodyFormat: repe.BodyRaw}, "/gw/echo", body)
 	go c.Send(req)
-	m := c.Next()
+	// 32 MiB through loopback takes seconds under the race detector on a
+	// busy machine: wait for it longer than for a small reply.
+	m, err := c.NextWithin(6 * gatewaytest.Timeout)
+	require.NoError(t, err)
 	assert.Equal(t, uint64(31), m.ID())
 	assert.True(t, bytes.Equal(body, m.Body()), "body changed on the way")
 }

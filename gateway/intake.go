@@ -2,28 +2,24 @@ package gateway
 
 import (
 	"encoding/binary"
-	"io"
-
-	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/repe-gw/repe-gw/repe"
 )
 
 // buffered returns every byte buffered on the connection, or nil when there
 // is none or the first frame is still arriving. In that case it looks only
-// at the header, so that a large frame is not copied out of gnet's ring
-// buffer on every read while it arrives.
+// at the header, so that a large frame is not copied out of the transport's
+// buffer (gnet's is a ring) on every read while it arrives.
 func (cs *conn) buffered() []byte {
-	gc := cs.gc
-	avail := gc.InboundBuffered()
+	w := cs.w
+	avail := w.InboundBuffered()
 	if avail == 0 {
 		return nil
 	}
 	if cs.arriving(avail) {
 		return nil
 	}
-	buf, _ := gc.Peek(avail)
+	buf, _ := w.Peek(avail)
 	return buf
 }
 
@@ -36,7 +32,7 @@ func (cs *conn) arriving(avail int) bool {
 	if avail <= readBufferCap {
 		return false
 	}
-	hdr, _ := cs.gc.Peek(repe.HeaderSize)
+	hdr, _ := cs.w.Peek(repe.HeaderSize)
 	if n, err := repe.Split(hdr, cs.srv.cfg.MaxMessageSize); n != 0 || err != nil {
 		return false
 	}
@@ -60,7 +56,7 @@ func (cs *conn) startIntake(hdr []byte, length, avail int) {
 	if end > avail {
 		return
 	}
-	h, _ := cs.gc.Peek(end)
+	h, _ := cs.w.Peek(end)
 	l := cs.srv.router.route(repe.Message(h).Query())
 	if l == nil {
 		return
@@ -69,39 +65,33 @@ func (cs *conn) startIntake(hdr []byte, length, avail int) {
 }
 
 // takeIn moves what has arrived of the intake frame into its job and reports
-// whether the frame is whole. What gnet has buffered is copied; the rest is
-// read from the socket straight into the job, without passing through gnet's
-// read buffer, until the socket has no more. The job's buffer grows fourfold
-// as bytes arrive, never past four times what was received, so memory
-// follows what the peer sent, not what it announced, while a 16 MiB frame
-// costs only about a third of its size in regrowth copies. An error means
+// whether the frame is whole. What the transport has buffered is copied; the
+// rest is read from the socket straight into the job where the transport
+// can (bypassing gnet's read buffer), until the socket has no more. The
+// job's buffer grows fourfold as bytes arrive, never past four times what
+// was received, so memory follows what the peer sent, not what it
+// announced, while a 16 MiB frame costs only about a third of its size in
+// regrowth copies. An error means
 // the peer closed or failed in the middle of the frame.
 func (cs *conn) takeIn() (bool, error) {
-	j, gc := cs.intake, cs.gc
-	if n := min(cs.intakeLen-len(j.req.B), gc.InboundBuffered()); n > 0 {
+	j, w := cs.intake, cs.w
+	if n := min(cs.intakeLen-len(j.req.B), w.InboundBuffered()); n > 0 {
 		have := len(j.req.B)
 		j.req.B = cs.growIntake(n)
-		k, _ := gc.Read(j.req.B[have : have+n])
+		k, _ := w.Read(j.req.B[have : have+n])
 		j.req.B = j.req.B[:have+k]
 	}
 	for len(j.req.B) < cs.intakeLen {
 		have := len(j.req.B)
 		j.req.B = cs.growIntake(min(cs.intakeLen-have, readBufferCap))
-		k, err := unix.Read(gc.Fd(), j.req.B[have:min(cap(j.req.B), cs.intakeLen)])
-		if k > 0 {
-			j.req.B = j.req.B[:have+k]
-			continue
+		k, err := w.readDirect(j.req.B[have:min(cap(j.req.B), cs.intakeLen)])
+		if err != nil {
+			return false, err
 		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
+		if k == 0 {
 			break
 		}
-		if err == nil {
-			err = io.EOF
-		}
-		return false, err
+		j.req.B = j.req.B[:have+k]
 	}
 	whole := len(j.req.B) == cs.intakeLen
 	cs.setPartial(!whole)
@@ -121,11 +111,11 @@ func (cs *conn) growIntake(n int) []byte {
 
 // continueIntake reads more of the intake frame and hands it to a worker
 // once it is whole.
-func (cs *conn) continueIntake() gnet.Action {
+func (cs *conn) continueIntake() action {
 	whole, err := cs.takeIn()
 	if err != nil {
 		cs.srv.log.Debug("connection ended inside a frame", "remote", cs.remote, "error", err)
-		return gnet.Close
+		return closeConn
 	}
 	if whole {
 		j := cs.intake
@@ -133,5 +123,5 @@ func (cs *conn) continueIntake() gnet.Action {
 		cs.job = j
 		j.lane.submit(j)
 	}
-	return gnet.None
+	return keepOpen
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // job is a run of requests from one connection that a worker calls the
-// plugin for, in order. The requests are copied out of gnet's buffer, whose
-// bytes must not leave the event loop.
+// plugin for, in order. The requests are copied out of the transport's buffer,
+// whose bytes must not leave the goroutine that serves the connection.
 //
 // A worker stops early once the replies reach MaxPendingOutput, so that one
 // job cannot pile up more output than a connection may hold; off says how
@@ -27,20 +27,15 @@ type job struct {
 	reqs   int // requests counted against the plugin's queue limit
 	state  atomic.Int32
 	failed bool // a panic or a bad frame interrupted the job; written before state
-
-	// done, when set, is closed instead of waking the connection: its event
-	// loop has let it go and another goroutine finishes its requests.
-	done chan struct{}
 }
 
 // Job states. A running job becomes done when its worker finishes; when its
 // connection closes first it becomes orphaned, and whoever moves second
-// frees it, or handed over, and its worker closes done.
+// frees it.
 const (
 	jobRunning int32 = iota
 	jobDone
 	jobOrphaned
-	jobHandedOver
 )
 
 func newJob(cs *conn, l *lane) *job {
@@ -54,7 +49,6 @@ func newJob(cs *conn, l *lane) *job {
 	j.off, j.reqs = 0, 0
 	j.state.Store(jobRunning)
 	j.failed = false
-	j.done = nil
 	return j
 }
 
@@ -68,12 +62,10 @@ func (j *job) finish() {
 	srv := cs.srv
 	switch {
 	case j.state.CompareAndSwap(jobRunning, jobDone):
-		// Wake runs OnTraffic on the connection's event loop, which writes
-		// the replies and reads on. It fails only when the connection is
-		// closing, and then OnClose frees the job.
-		srv.wake(cs.gc, nil)
-	case j.state.Load() == jobHandedOver:
-		close(j.done)
+		// The connection's transport serves it again, which writes the
+		// replies and reads on. When the connection is closing instead,
+		// its close frees the job.
+		cs.wake(nil)
 	default:
 		j.free()
 	}
@@ -92,7 +84,7 @@ func (j *job) free() {
 	bytebufferpool.Put(j.req)
 	bytebufferpool.Put(j.reply)
 	pool := &j.cs.srv.jobPool
-	j.cs, j.lane, j.req, j.reply, j.done = nil, nil, nil, nil, nil
+	j.cs, j.lane, j.req, j.reply = nil, nil, nil, nil
 	pool.Put(j)
 }
 

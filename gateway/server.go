@@ -7,23 +7,19 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/repe-gw/repe-gw/internal/lograte"
 	"github.com/repe-gw/repe-gw/pluginhost"
 )
 
-// readBufferCap is gnet's read buffer: the most one read delivers.
-const readBufferCap = 64 << 10
-
-// Server serves REPE requests over TCP and passes each to the plugin whose
-// root owns its query. Create it with New, then Start it; Shutdown stops it.
+// Server serves REPE requests and passes each to the plugin whose root owns
+// its query. Create it with New, then Start it to listen on its TCP address
+// (gnet), and Serve other listeners if need be; Shutdown stops it.
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
@@ -41,13 +37,18 @@ type Server struct {
 	clock    atomic.Int64 // coarse now, set by the sweeper
 	stop     chan struct{}
 
-	// mu guards the connections, the event loops' state and the per-address
-	// counts. draining is set under it too, so that a connection accepted
-	// during Shutdown is either refused or seen by it.
-	mu    sync.Mutex
-	conns map[*conn]struct{}
-	loops map[gnet.EventLoop]*loop
-	perIP map[string]int
+	// mu guards the connections, the event loops' state, the per-address
+	// counts and the listeners given to Serve. draining is set under it too,
+	// so that a connection accepted during Shutdown is either refused or
+	// seen by it.
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	loops     map[gnet.EventLoop]*loop
+	perIP     map[string]int
+	listeners map[net.Listener]struct{}
+	started   bool // gnet's engine runs
+
+	housekeeping sync.Once
 
 	// stalled holds the connections whose unread replies are over the bound,
 	// for the waker (backpressure.go).
@@ -92,6 +93,7 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 		conns:     make(map[*conn]struct{}),
 		loops:     make(map[gnet.EventLoop]*loop),
 		perIP:     make(map[string]int),
+		listeners: make(map[net.Listener]struct{}),
 		stalled:   make(map[*conn]*wakeState),
 		stallKick: make(chan struct{}, 1),
 	}
@@ -121,35 +123,31 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 // Start listens on the configured address and serves in the background. It
 // returns once the server accepts connections, or with the reason it cannot.
 func (s *Server) Start() error {
-	opts := []gnet.Option{
-		gnet.WithNumEventLoop(s.cfg.EventLoops),
-		gnet.WithReuseAddr(true),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithReadBufferCap(readBufferCap),
-		gnet.WithLogger(gnetLogger{s.log}),
+	if err := s.startGnet(); err != nil {
+		return err
 	}
-	go func() {
-		// OnBoot runs on this goroutine, inside Run, so runErr has one writer.
-		if err := gnet.Run((*handler)(s), "tcp://"+s.cfg.Addr, opts...); err != nil {
-			s.runErr = err
-		}
-		close(s.done)
-	}()
-	select {
-	case <-s.booted:
-	case <-s.done:
-		return fmt.Errorf("gateway: listen on %s: %w", s.cfg.Addr, s.runErr)
-	}
-	every := sweepEvery
-	for _, d := range []time.Duration{s.cfg.ReadTimeout, s.cfg.WriteTimeout, s.cfg.IdleTimeout} {
-		if d > 0 {
-			every = min(every, max(d/4, time.Millisecond))
-		}
-	}
-	go s.sweep(every)
-	go s.waker()
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
+	s.startHousekeeping()
 	s.log.Info("listening", "addr", s.addr.String())
 	return nil
+}
+
+// startHousekeeping starts the sweeper and the waker, once, for whichever
+// of Start and Serve comes first.
+func (s *Server) startHousekeeping() {
+	s.housekeeping.Do(func() {
+		every := sweepEvery
+		for _, d := range []time.Duration{s.cfg.ReadTimeout, s.cfg.WriteTimeout, s.cfg.IdleTimeout} {
+			if d > 0 {
+				every = min(every, max(d/4, time.Millisecond))
+			}
+		}
+		s.clock.Store(s.now())
+		go s.sweep(every)
+		go s.waker()
+	})
 }
 
 // Addr returns the address the server listens on, with the port the system
@@ -170,9 +168,10 @@ func (s *Server) Err() error {
 	}
 }
 
-// Shutdown stops the server gracefully: new connections are closed as soon
-// as they are accepted, every connection finishes the requests it has sent
-// and is closed, then the event loops stop. It waits at most until ctx is
+// Shutdown stops the server gracefully: the listeners given to Serve close,
+// new connections are closed as soon as they are accepted, every connection
+// finishes the requests it has sent and is closed, then the event loops
+// stop. It waits at most until ctx is
 // done and then stops regardless; calls still running in plugins are then
 // reported in the error, and their plugins must not be shut down. A second
 // call waits for the event loops to stop.
@@ -185,7 +184,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for cs := range s.conns {
 			conns = append(conns, cs)
 		}
+		for ln := range s.listeners {
+			_ = ln.Close()
+		}
 	}
+	started := s.started
 	s.mu.Unlock()
 	if again {
 		select {
@@ -197,10 +200,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	close(s.stop)
 	// Wake every connection: idle ones close at once, busy ones after their
-	// last reply. OnOpen refuses connections from now on, under the same
+	// last reply. admit refuses connections from now on, under the same
 	// lock, so none is missed.
 	for _, cs := range conns {
-		s.wake(cs.gc, nil)
+		cs.wake(nil)
 	}
 
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -214,7 +217,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.wakeMu.Lock()
 	s.stopped = true
 	s.wakeMu.Unlock()
-	stopErr := s.eng.Stop(ctx)
+	var stopErr error
+	if started {
+		stopErr = s.eng.Stop(ctx)
+	} else {
+		close(s.done)
+	}
 	select {
 	case <-s.done:
 	case <-ctx.Done():
@@ -232,16 +240,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("gateway: stop: %w", stopErr)
 	}
 	return nil
-}
-
-// wake asks gc's event loop to serve it again, unless the event loops have
-// stopped.
-func (s *Server) wake(gc gnet.Conn, cb gnet.AsyncCallback) {
-	s.wakeMu.RLock()
-	if !s.stopped {
-		_ = gc.Wake(cb)
-	}
-	s.wakeMu.RUnlock()
 }
 
 // now reads the monotonic clock: time.Since of a time with a monotonic
@@ -264,52 +262,20 @@ func (s *Server) connCount() int {
 	return len(s.conns)
 }
 
-// handler is Server's gnet.EventHandler, kept apart so that the callbacks
-// are not part of Server's API.
-type handler Server
-
-func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
-	s := (*Server)(h)
-	s.eng = eng
-	addr, err := listenAddr(eng)
-	if err != nil {
-		s.runErr = err
-		return gnet.Shutdown
-	}
-	s.addr = addr
-	s.clock.Store(s.now())
-	close(s.booted)
-	return gnet.None
-}
-
-// listenAddr asks the kernel which address the engine's listener is bound to.
-func listenAddr(eng gnet.Engine) (net.Addr, error) {
-	fd, err := eng.Dup()
-	if err != nil {
-		return nil, fmt.Errorf("gateway: listener address: %w", err)
-	}
-	defer unix.Close(fd)
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: listener address: %w", err)
-	}
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}, nil
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}, nil
-	}
-	return nil, fmt.Errorf("gateway: listener address: unexpected socket address %T", sa)
-}
-
-func (h *handler) OnShutdown(gnet.Engine) {}
-
-func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
-	s := (*Server)(h)
-	cs := &conn{srv: s, gc: gc, remote: addrString(gc.RemoteAddr())}
+// newConn returns the core's state for a connection from remote.
+func (s *Server) newConn(remote net.Addr) *conn {
+	cs := &conn{srv: s, remote: addrString(remote)}
 	if s.cfg.MaxConnsPerIP > 0 {
-		cs.ip = ipString(gc.RemoteAddr())
+		cs.ip = ipString(remote)
 	}
+	return cs
+}
+
+// admit counts cs among the server's connections, or refuses it: while
+// draining and over MaxConns or MaxConnsPerIP. loop gives the state of the
+// goroutine that will serve cs; it is called under s.mu. A refused
+// connection is to be closed at once.
+func (s *Server) admit(cs *conn, loop func() *loop) bool {
 	var refused string
 	s.mu.Lock()
 	switch {
@@ -320,7 +286,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	case s.cfg.MaxConnsPerIP > 0 && s.perIP[cs.ip] >= s.cfg.MaxConnsPerIP:
 		refused = "max_conns_per_ip"
 	default:
-		cs.loop = s.loopLocked(gc.EventLoop())
+		cs.loop = loop()
 		s.conns[cs] = struct{}{}
 		if s.cfg.MaxConnsPerIP > 0 {
 			s.perIP[cs.ip]++
@@ -334,64 +300,32 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		s.connsLog.Do(func(suppressed int64) {
 			s.log.Warn("connection limit reached; closing new connections", "limit", s.cfg.MaxConns, "remote", cs.remote, "suppressed", suppressed)
 		})
-		return nil, gnet.Close
+		return false
 	case "max_conns_per_ip":
 		s.stats.perIPRefused.Add(1)
 		s.perIPLog.Do(func(suppressed int64) {
 			s.log.Warn("per-address connection limit reached; closing new connections from it", "limit", s.cfg.MaxConnsPerIP, "remote", cs.remote, "suppressed", suppressed)
 		})
-		return nil, gnet.Close
+		return false
 	default:
-		return nil, gnet.Close
+		return false
 	}
-	gc.SetContext(cs)
 	if s.cfg.IdleTimeout > 0 {
 		cs.idleSince.Store(s.clock.Load())
 	}
-	// Keep-alive probes find peers that vanished without closing. It is set
-	// here rather than with gnet.WithTCPKeepAlive, which on the listener
-	// hides a failed bind behind "setsockopt: bad file descriptor".
-	if s.cfg.KeepAlive > 0 {
-		if err := gc.SetKeepAlivePeriod(s.cfg.KeepAlive); err != nil {
-			s.log.Debug("keep-alive not set", "remote", cs.remote, "error", err)
-		}
-	}
 	s.log.Debug("connection opened", "remote", cs.remote)
-	return nil, gnet.None
+	return true
 }
 
-// addrString formats a peer's address for logs; nil (a peer already gone)
-// gives "".
-func addrString(a net.Addr) string {
-	if a == nil {
-		return ""
-	}
-	return a.String()
-}
-
-// ipString returns the IP address of a, the key of the per-address limit.
-func ipString(a net.Addr) string {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.IP.String()
-	}
-	return addrString(a)
-}
-
-func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
-	s := (*Server)(h)
-	cs, _ := gc.Context().(*conn)
-	if cs == nil {
-		return gnet.None
-	}
+// closed lets go of a connection that closed with err: its running job, its
+// unfinished read-ahead and its place among the server's connections.
+func (s *Server) closed(cs *conn, err error) {
 	if cs.stalled {
 		cs.unstall()
 	}
-	// The peer ended its stream: answer what it sent before that.
-	if !errors.Is(err, io.EOF) || !cs.handOver() {
-		if cs.job != nil {
-			cs.job.orphan()
-			cs.job = nil
-		}
+	if cs.job != nil {
+		cs.job.orphan()
+		cs.job = nil
 	}
 	if cs.intake != nil {
 		cs.intake.free() // never handed to a worker
@@ -410,58 +344,21 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	} else {
 		s.log.Debug("connection closed", "remote", cs.remote)
 	}
-	return gnet.None
 }
 
-func (h *handler) OnTraffic(gc gnet.Conn) (action gnet.Action) {
-	s := (*Server)(h)
-	cs, _ := gc.Context().(*conn)
-	if cs == nil {
-		return gnet.Close
+// addrString formats a peer's address for logs; nil (a peer already gone)
+// gives "".
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
 	}
-	defer func() {
-		// A bug must cost one connection, not the server (as net/http does).
-		if r := recover(); r != nil {
-			cs.loop.run.abandon()
-			s.log.Error("panic while serving a connection; closing it",
-				"remote", cs.remote, "panic", r, "stack", string(debug.Stack()))
-			action = gnet.Close
-		}
-	}()
-	out, action, more := cs.serve(cs.loop.out[:0])
-	if len(out) > 0 {
-		// One write per batch of replies; gnet keeps what the socket does
-		// not take. On error gnet closes the connection itself.
-		_, _ = gc.Write(out)
-	}
-	if cap(out) > maxKeptOut {
-		out = nil
-	}
-	cs.loop.out = out
-	if action == gnet.None && (more || cs.parked) {
-		action = cs.afterWrite()
-	}
-	return action
+	return a.String()
 }
 
-func (h *handler) OnTick() (time.Duration, gnet.Action) { return 0, gnet.None }
-
-// gnetLogger passes gnet's own logs to slog. gnet's informational chatter is
-// logged at debug level so that the gateway's log stays its own.
-type gnetLogger struct{ log *slog.Logger }
-
-func (l gnetLogger) Debugf(format string, args ...any) {
-	l.log.Debug("gnet: " + fmt.Sprintf(format, args...))
-}
-func (l gnetLogger) Infof(format string, args ...any) {
-	l.log.Debug("gnet: " + fmt.Sprintf(format, args...))
-}
-func (l gnetLogger) Warnf(format string, args ...any) {
-	l.log.Warn("gnet: " + fmt.Sprintf(format, args...))
-}
-func (l gnetLogger) Errorf(format string, args ...any) {
-	l.log.Error("gnet: " + fmt.Sprintf(format, args...))
-}
-func (l gnetLogger) Fatalf(format string, args ...any) {
-	l.log.Error("gnet: " + fmt.Sprintf(format, args...))
+// ipString returns the IP address of a, the key of the per-address limit.
+func ipString(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	return addrString(a)
 }

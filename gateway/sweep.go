@@ -1,10 +1,6 @@
 package gateway
 
-import (
-	"time"
-
-	"github.com/panjf2000/gnet/v2"
-)
+import "time"
 
 // sweepEvery is how often the sweeper runs at most: it also advances the
 // coarse clock that connections read instead of the real one.
@@ -50,15 +46,10 @@ func (s *Server) sweep(every time.Duration) {
 		for _, cs := range stale {
 			s.log.Debug("closing connection stalled inside a frame", "remote", cs.remote, "timeout", s.cfg.ReadTimeout)
 			s.stats.readTimeouts.Add(1)
-			_ = cs.gc.Close()
+			cs.close()
 		}
 		for _, cs := range idle {
-			s.wake(cs.gc, func(gc gnet.Conn, _ error) error {
-				if gc.Context() == cs {
-					cs.closeIfIdle(idleDeadline)
-				}
-				return nil
-			})
+			cs.wake(func() { cs.closeIfIdle(idleDeadline) })
 		}
 	}
 }
@@ -67,10 +58,10 @@ func (s *Server) sweep(every time.Duration) {
 // since before deadline.
 func (cs *conn) closeIfIdle(deadline int64) {
 	p := cs.idleSince.Load()
-	if p == 0 || p >= deadline || cs.job != nil || cs.intake != nil || cs.gc.InboundBuffered() > 0 {
+	if p == 0 || p >= deadline || cs.job != nil || cs.intake != nil || cs.w.InboundBuffered() > 0 {
 		return
 	}
 	cs.srv.log.Debug("closing idle connection", "remote", cs.remote, "timeout", cs.srv.cfg.IdleTimeout)
 	cs.srv.stats.idleTimeouts.Add(1)
-	_ = cs.gc.Close()
+	_ = cs.w.Close()
 }

@@ -50,6 +50,47 @@ func TestPlugin(tb testing.TB, root string, cflags ...string) string {
 // plugins, and the test fails if either does not finish in time.
 func Serve(tb testing.TB, cfg gateway.Config, paths ...string) (*gateway.Server, *pluginhost.Host) {
 	tb.Helper()
+	srv, host, stop := newServer(tb, cfg, paths)
+	tb.Cleanup(stop)
+	if err := srv.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return srv, host
+}
+
+// ServeStream is Serve through the gateway's stream transport, on a
+// net.Listener of its own rather than gnet's, and returns the address that
+// listener has.
+func ServeStream(tb testing.TB, cfg gateway.Config, paths ...string) (*gateway.Server, net.Addr) {
+	tb.Helper()
+	srv, _, stop := newServer(tb, cfg, paths)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		stop()
+		tb.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	tb.Cleanup(func() {
+		stop()
+		// Shutdown closed the listener: Serve must have returned nil.
+		select {
+		case err := <-served:
+			if err != nil {
+				tb.Errorf("gatewaytest: Serve: %v", err)
+			}
+		case <-time.After(Timeout):
+			tb.Errorf("gatewaytest: Serve did not return after Shutdown")
+		}
+	})
+	return srv, ln.Addr()
+}
+
+// newServer loads the plugins at paths and makes a server of them with cfg.
+// stop shuts the server down, then the plugins, and fails the test if either
+// does not finish in time.
+func newServer(tb testing.TB, cfg gateway.Config, paths []string) (srv *gateway.Server, host *pluginhost.Host, stop func()) {
+	tb.Helper()
 	host, errs := pluginhost.Load(paths)
 	if len(errs) > 0 {
 		tb.Fatalf("gatewaytest: loading plugins: %v", errors.Join(errs...))
@@ -64,10 +105,7 @@ func Serve(tb testing.TB, cfg gateway.Config, paths ...string) (*gateway.Server,
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
+	return srv, host, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
@@ -76,8 +114,7 @@ func Serve(tb testing.TB, cfg gateway.Config, paths ...string) (*gateway.Server,
 		if err := host.Close(ctx); err != nil {
 			tb.Errorf("gatewaytest: plugin shutdown: %v", err)
 		}
-	})
-	return srv, host
+	}
 }
 
 // Request encodes a request as Glaze's clients do: a JSON-pointer query and,

@@ -1,0 +1,255 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+)
+
+// readBufferCap is gnet's read buffer: the most one read delivers.
+const readBufferCap = 64 << 10
+
+// The gnet transport: the gateway's own TCP listener, served by gnet's event
+// loops. A connection's bytes are framed where gnet read them, and calls to
+// plugins that have proven fast run right on the loop.
+
+// startGnet runs gnet's engine on the configured address in the background
+// and returns once it listens, or with the reason it cannot.
+func (s *Server) startGnet() error {
+	opts := []gnet.Option{
+		gnet.WithNumEventLoop(s.cfg.EventLoops),
+		gnet.WithReuseAddr(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReadBufferCap(readBufferCap),
+		gnet.WithLogger(gnetLogger{s.log}),
+	}
+	go func() {
+		// OnBoot runs on this goroutine, inside Run, so runErr has one writer.
+		if err := gnet.Run((*handler)(s), "tcp://"+s.cfg.Addr, opts...); err != nil {
+			s.runErr = err
+		}
+		close(s.done)
+	}()
+	select {
+	case <-s.booted:
+		return nil
+	case <-s.done:
+		return fmt.Errorf("gateway: listen on %s: %w", s.cfg.Addr, s.runErr)
+	}
+}
+
+// gnetWire is a gnet connection as the core sees it. gnet.Conn has the
+// buffer methods already.
+type gnetWire struct {
+	gnet.Conn
+	cs *conn
+}
+
+// readDirect reads from the socket past gnet's buffer; the connection's event
+// loop calls it while no other goroutine reads the descriptor.
+func (w *gnetWire) readDirect(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(w.Fd(), p)
+		switch {
+		case n > 0:
+			return n, nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return 0, nil
+		case err == nil:
+			return 0, io.EOF
+		}
+		return 0, err
+	}
+}
+
+// wake runs OnTraffic on the connection's event loop, after fn, unless the
+// event loops have stopped. fn runs only if the connection is still this
+// one: gnet reuses a closed connection's slot.
+func (w *gnetWire) wake(fn func()) {
+	var cb gnet.AsyncCallback
+	if fn != nil {
+		cb = func(gc gnet.Conn, _ error) error {
+			if gc.Context() == w.cs {
+				fn()
+			}
+			return nil
+		}
+	}
+	s := w.cs.srv
+	s.wakeMu.RLock()
+	if !s.stopped {
+		_ = w.Wake(cb)
+	}
+	s.wakeMu.RUnlock()
+}
+
+// handler is Server's gnet.EventHandler, kept apart so that the callbacks
+// are not part of Server's API.
+type handler Server
+
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := (*Server)(h)
+	s.eng = eng
+	addr, err := listenAddr(eng)
+	if err != nil {
+		s.runErr = err
+		return gnet.Shutdown
+	}
+	s.addr = addr
+	s.clock.Store(s.now())
+	close(s.booted)
+	return gnet.None
+}
+
+// listenAddr asks the kernel which address the engine's listener is bound to.
+func listenAddr(eng gnet.Engine) (net.Addr, error) {
+	fd, err := eng.Dup()
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listener address: %w", err)
+	}
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listener address: %w", err)
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}, nil
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}, nil
+	}
+	return nil, fmt.Errorf("gateway: listener address: unexpected socket address %T", sa)
+}
+
+func (h *handler) OnShutdown(gnet.Engine) {}
+
+func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	s := (*Server)(h)
+	cs := s.newConn(gc.RemoteAddr())
+	gw := &gnetWire{Conn: gc, cs: cs}
+	cs.setWire(gw)
+	if !s.admit(cs, func() *loop { return s.loopLocked(gc.EventLoop()) }) {
+		return nil, gnet.Close
+	}
+	gc.SetContext(cs)
+	// Keep-alive probes find peers that vanished without closing. It is set
+	// here rather than with gnet.WithTCPKeepAlive, which on the listener
+	// hides a failed bind behind "setsockopt: bad file descriptor".
+	if s.cfg.KeepAlive > 0 {
+		if err := gc.SetKeepAlivePeriod(s.cfg.KeepAlive); err != nil {
+			s.log.Debug("keep-alive not set", "remote", cs.remote, "error", err)
+		}
+	}
+	return nil, gnet.None
+}
+
+func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
+	s := (*Server)(h)
+	cs, _ := gc.Context().(*conn)
+	if cs == nil {
+		return gnet.None
+	}
+	// The peer ended its stream: answer what it sent before that.
+	if errors.Is(err, io.EOF) && cs.handOver(gc) {
+		return gnet.None
+	}
+	s.closed(cs, err)
+	return gnet.None
+}
+
+func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
+	cs, _ := gc.Context().(*conn)
+	if cs == nil {
+		return gnet.Close
+	}
+	if cs.serveOnce() == closeConn {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+func (h *handler) OnTick() (time.Duration, gnet.Action) { return 0, gnet.None }
+
+// A client may write its requests and then shut down its side of the
+// connection (shutdown(SHUT_WR), as nc -N does) before it reads the replies.
+// gnet closes a connection at the end of its stream, so the requests still
+// running or waiting would go unanswered. Instead, the connection is handed
+// over: its socket is duplicated before gnet closes its own descriptor, and
+// a stream goroutine (stream.go) goes on serving it through the same core,
+// with what gnet had buffered, until it has answered every whole request.
+// Only a connection whose earlier replies are still in gnet's buffer cannot
+// be handed over, because those bytes cannot be taken out of it: the
+// handover would write behind a gap. Such a client stopped reading before
+// it stopped writing, and is closed as before.
+
+// handOver gives cs to a stream goroutine, and reports whether it did. It
+// runs in OnClose, on the event loop.
+func (cs *conn) handOver(gc gnet.Conn) bool {
+	s := cs.srv
+	if gc.OutboundBuffered() > 0 {
+		_ = gc.Flush()
+	}
+	if gc.OutboundBuffered() > 0 {
+		s.log.Debug("peer ended its stream with replies unread; closing", "remote", cs.remote)
+		return false
+	}
+	if cs.intake != nil {
+		// A frame the peer will never finish: nothing after it can be
+		// answered either.
+		cs.intake.free()
+		cs.intake = nil
+		_, _ = gc.Discard(gc.InboundBuffered())
+	}
+	if cs.job == nil && (gc.InboundBuffered() == 0 || cs.overflowed) {
+		return false
+	}
+	fd, err := unix.FcntlInt(uintptr(gc.Fd()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		s.log.Warn("cannot answer a half-closed connection", "remote", cs.remote, "error", err)
+		return false
+	}
+	f := os.NewFile(uintptr(fd), "")
+	nc, err := net.FileConn(f)
+	_ = f.Close() // FileConn made a descriptor of its own
+	if err != nil {
+		s.log.Warn("cannot answer a half-closed connection", "remote", cs.remote, "error", err)
+		return false
+	}
+	var rest []byte
+	if avail := gc.InboundBuffered(); avail > 0 && !cs.overflowed {
+		b, _ := gc.Peek(avail)
+		// The copy is bounded by what the connection was allowed to buffer.
+		rest = append([]byte(nil), b...)
+	}
+	go s.serveStream(cs, nc, rest, true)
+	return true
+}
+
+// gnetLogger passes gnet's own logs to slog. gnet's informational chatter is
+// logged at debug level so that the gateway's log stays its own.
+type gnetLogger struct{ log *slog.Logger }
+
+func (l gnetLogger) Debugf(format string, args ...any) {
+	l.log.Debug("gnet: " + fmt.Sprintf(format, args...))
+}
+func (l gnetLogger) Infof(format string, args ...any) {
+	l.log.Debug("gnet: " + fmt.Sprintf(format, args...))
+}
+func (l gnetLogger) Warnf(format string, args ...any) {
+	l.log.Warn("gnet: " + fmt.Sprintf(format, args...))
+}
+func (l gnetLogger) Errorf(format string, args ...any) {
+	l.log.Error("gnet: " + fmt.Sprintf(format, args...))
+}
+func (l gnetLogger) Fatalf(format string, args ...any) {
+	l.log.Error("gnet: " + fmt.Sprintf(format, args...))
+}
