@@ -65,8 +65,8 @@ plugins:
 `)
 	g := startGateway(t, bin, "--config", conf)
 	assert.Contains(t, g.log(), `level=INFO msg="configuration read" file=`+conf)
-	assert.Regexp(t, `msg="plugin loaded" plugin=gw version=1.0.0 root=/gw file=\S+/gw.so deadline=100ms\n`, g.log())
-	assert.Regexp(t, `msg="plugin loaded" plugin=slow version=1.0.0 root=/slow file=\S+/slow.so concurrency=1\n`, g.log())
+	assert.Regexp(t, `msg="plugin loaded" plugin=gw version=1.0.0 root=/gw file=\S+/gw.so sha256=[0-9a-f]{64} deadline=100ms\n`, g.log())
+	assert.Regexp(t, `msg="plugin loaded" plugin=slow version=1.0.0 root=/slow file=\S+/slow.so sha256=[0-9a-f]{64} concurrency=1\n`, g.log())
 
 	c := g.dial(t)
 	m := call(c, 1, "/gw/nap", "1000")
@@ -178,7 +178,7 @@ plugins:
     sha256: `+wrong+`
 `)
 	g := startGateway(t, bin, "--config", conf)
-	assert.Contains(t, g.log(), `msg="plugin loaded" plugin=gw`)
+	assert.Contains(t, g.log(), `msg="plugin loaded" plugin=gw version=1.0.0 root=/gw file=`+gw+` sha256=`+fileSum(t, gw)+"\n")
 	assert.Contains(t, g.log(), `level=ERROR msg="plugin refused" file=`+slow+
 		` reason="its SHA-256 is `+fileSum(t, slow)+`, but its entry pins `+wrong+`"`)
 	c := g.dial(t)

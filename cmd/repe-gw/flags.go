@@ -90,6 +90,8 @@ func parseFlags(args []string, stdout io.Writer) (*commandLine, error) {
 	setBool("admin-insecure", "allow an admin address that is not loopback without a token")
 	setBool("admin-pprof", "serve /debug/pprof/ on the admin listener")
 	setBool("admin-ready-without-plugins", "answer /readyz 200 while no plugin is loaded")
+	setBool("insecure-plugin-permissions",
+		"load plugins that someone other than root or this user could have written, warning each time")
 	fs.boolean(&cl.version, "version", "print the version and exit")
 
 	if err := fs.parse(args); err != nil {

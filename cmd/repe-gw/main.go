@@ -92,6 +92,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		return exitFailure
 	}
 	log := newLogger(stderr, f.LogLevel(), f.LogFormat())
+	warnRoot(log)
 	if f.Path != "" {
 		log.Info("configuration read", "file", f.Path)
 	}
@@ -118,7 +119,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		return exitFailure
 	}
 	host := &pluginhost.Host{}
-	loaded, stopped, err := load(log, host, files, stop)
+	loaded, stopped, err := load(log, host, files, newTrust(f, entries), stop)
 	isolated := isolatedOf(loaded)
 	if err != nil {
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
@@ -184,7 +185,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 }
 
 // loadConfig loads the configuration file that --config names, or else
-// REPE_GW_CONFIG; with neither, the configuration is every default.
+// REPE_GW_CONFIG; with neither, the configuration is every default. A file
+// that group or others can write is refused.
 func loadConfig(flag, env string) (*config.File, error) {
 	name, path := "--config", flag
 	if path == "" {
@@ -192,6 +194,9 @@ func loadConfig(flag, env string) (*config.File, error) {
 	}
 	if path == "" {
 		return new(config.File), nil
+	}
+	if err := checkConfigFile(path); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", name, path, unwrapPath(err))
 	}
 	f, err := config.Load(path)
 	if _, ok := errors.AsType[config.Errors](err); err != nil && !ok {

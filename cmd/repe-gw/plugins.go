@@ -74,6 +74,10 @@ func (e *entry) at(key string) string {
 // pluginFile is a file to load.
 type pluginFile struct {
 	path string
+	// top is the directory of the entry path was found through: the
+	// directory itself, or the directory that holds a file entry. Trust's
+	// checks stop there.
+	top  string
 	info os.FileInfo // nil when the file cannot be read: it is refused when it loads
 	// entry is the most specific entry that reaches the file, whose policy
 	// it takes: a file entry rather than a directory entry, and of two
@@ -110,7 +114,11 @@ func plan(entries []*entry) ([]*pluginFile, []error) {
 			}
 		}
 		if pf == nil {
-			pf = &pluginFile{path: path, info: info, entry: e, depth: depth}
+			top := e.Path
+			if depth < 0 {
+				top = filepath.Dir(e.Path)
+			}
+			pf = &pluginFile{path: path, top: top, info: info, entry: e, depth: depth}
 			files = append(files, pf)
 		} else if depth < pf.depth || depth == pf.depth && e.Enabled && !pf.entry.Enabled {
 			pf.entry, pf.depth = e, depth
@@ -227,6 +235,8 @@ type loaded struct {
 	plugin   *pluginhost.Plugin
 	isolated *isolatedPlugin
 	policy   config.Effective
+	// sha256 is the digest of the file loaded, as sha256sum writes it.
+	sha256 string
 	// required is true when the gateway must not run without the plugin:
 	// start-up fails when it is refused, and the readiness of a later
 	// admin listener is to turn false when it fails.
@@ -234,12 +244,13 @@ type loaded struct {
 }
 
 // load adds the files to host in order, logging each plugin loaded and
-// each file refused. It returns stopped when a signal came first, in which
+// each file refused. Before a file is opened, it must pass trust's checks
+// and match its pin. It returns stopped when a signal came first, in which
 // case the files after the one loading then are not loaded. Two refusals
 // stop loading, with an error: a required plugin, and a file named by
 // --plugin that is no plugin this gateway can load at all, since it was
 // asked for by name.
-func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, stop <-chan struct{}) (plugins []loaded, stopped bool, err error) {
+func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, trust pluginTrust, stop <-chan struct{}) (plugins []loaded, stopped bool, err error) {
 	// A worker process's start is bounded by its own timeout; a signal
 	// cancels it too.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -261,7 +272,13 @@ func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, stop <-c
 		// f.entry.Config, the entry's config mapping as JSON, is for the
 		// plugin: a later change hands it over when the plugin starts.
 		l := loaded{policy: f.entry.policy, required: f.requiredBy != nil}
-		err := checkPin(f)
+		err := trust.check(log, f)
+		if err == nil {
+			l.sha256, err = fileSHA256(f.path)
+		}
+		if err == nil {
+			err = checkPin(f.entry.SHA256, l.sha256)
+		}
 		switch {
 		case err != nil:
 		case f.entry.policy.Mode == config.ModeIsolated:
@@ -294,21 +311,14 @@ func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, stop <-c
 	}
 }
 
-// checkPin reports whether the contents of the plugin file f match its pin,
-// if its entry has one.
-func checkPin(f *pluginFile) error {
-	want := f.entry.SHA256
-	if want == "" {
-		return nil
-	}
-	// The file is read twice, here and by the loader: a pin guards against
-	// a wrong or damaged file, not against one replaced in between by
-	// someone who may write there.
-	got, err := fileSHA256(f.path)
-	if err != nil {
-		return err
-	}
-	if got != want {
+// checkPin reports whether got, the SHA-256 of a plugin file, matches
+// want, the pin of its entry, if it has one.
+func checkPin(want, got string) error {
+	// The file is read twice, for its digest and by the loader: a pin
+	// guards against a wrong or damaged file, not against one replaced in
+	// between by someone who may write there, which the trust checks are
+	// for.
+	if want != "" && got != want {
 		return fmt.Errorf("its SHA-256 is %s, but its entry pins %s", got, want)
 	}
 	return nil
@@ -342,7 +352,7 @@ func notAPlugin(err error) bool {
 // policy sets.
 func (l loaded) attrs() []any {
 	p := l.identity()
-	attrs := []any{"plugin", p.Name(), "version", p.Version(), "root", p.Root(), "file", p.File()}
+	attrs := []any{"plugin", p.Name(), "version", p.Version(), "root", p.Root(), "file", p.File(), "sha256", l.sha256}
 	if l.isolated != nil {
 		attrs = append(attrs, "mode", config.ModeIsolated)
 		if l.policy.MemoryLimit > 0 {
