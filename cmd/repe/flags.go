@@ -37,7 +37,8 @@ Commands:
 
 Flags (before or after the command):
   --addr HOST:PORT  server address (default $REPE_ADDR, else ` + defaultAddr + `)
-  --timeout D       give up after D, connecting included (default 5s)
+  --timeout D       give up after D, connecting included (default 5s); for
+                    replay, each wait for a reply; for record, each dial
   --raw             print JSON compact rather than indented, binary as plain hex
   --beve            send the JSON body encoded as BEVE (body_format 1)
   --id N            request id (default: chosen by the client, from 1)
