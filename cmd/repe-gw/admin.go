@@ -56,12 +56,8 @@ func startAdmin(log *slog.Logger, cfg *admin.Config, srv *gateway.Server, plugin
 	loadedBy := time.Now()
 	for _, l := range plugins {
 		p := l.identity()
-		sum, err := fileSHA256(p.File())
-		if err != nil {
-			return nil, fmt.Errorf("admin: %w", err)
-		}
 		ap := admin.Plugin{
-			Name: p.Name(), Version: p.Version(), Root: p.Root(), File: p.File(), SHA256: sum,
+			Name: p.Name(), Version: p.Version(), Root: p.Root(), File: p.File(), SHA256: l.sha256,
 			Mode: string(config.ModeInProcess), Loaded: loadedBy, Required: l.required,
 		}
 		if l.isolated != nil {
