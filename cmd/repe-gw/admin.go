@@ -52,13 +52,11 @@ func startAdmin(log *slog.Logger, cfg *admin.Config, srv *gateway.Server, plugin
 	}
 	cfg.Gateway = srv
 	cfg.Logger = log.With("listener", "admin")
-	// Every plugin finished loading before the gateway began serving.
-	loadedBy := time.Now()
 	for _, l := range plugins {
 		p := l.identity()
 		ap := admin.Plugin{
 			Name: p.Name(), Version: p.Version(), Root: p.Root(), File: p.File(), SHA256: l.sha256,
-			Mode: string(config.ModeInProcess), Loaded: loadedBy, Required: l.required,
+			Mode: string(config.ModeInProcess), Loaded: l.at, Required: l.required,
 		}
 		if l.isolated != nil {
 			ap.Mode = string(config.ModeIsolated)

@@ -56,6 +56,7 @@ func TestAdmin(t *testing.T) {
 	bin := buildGateway(t)
 	gt := newGate(t)
 	dir := pluginDir(t, gt)
+	started := time.Now()
 	g, admin := startAdminGateway(t, bin, "--plugins", dir)
 
 	code, body := adminGet(t, admin, "/healthz", "")
@@ -100,7 +101,8 @@ func TestAdmin(t *testing.T) {
 	assert.Equal(t, sum, p.SHA256)
 	assert.Equal(t, "inprocess", p.Mode)
 	assert.Equal(t, "serving", p.State)
-	assert.False(t, p.Loaded.IsZero())
+	assert.True(t, p.Loaded.After(started) && p.Loaded.Before(time.Now()), "loaded at %v", p.Loaded)
+	assert.True(t, plugins[1].Loaded.After(p.Loaded), "loaded after the calculator")
 	assert.Equal(t, "gate", plugins[1].Name)
 
 	code, _ = adminGet(t, admin, "/debug/pprof/", "")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/repe-gw/repe-gw/config"
 	"github.com/repe-gw/repe-gw/gateway"
@@ -237,6 +238,8 @@ type loaded struct {
 	policy   config.Effective
 	// sha256 is the digest of the file loaded, as sha256sum writes it.
 	sha256 string
+	// at is when it finished loading, for the admin listener.
+	at time.Time
 	// required is true when the gateway must not run without the plugin:
 	// start-up fails when it is refused, and the readiness of a later
 	// admin listener is to turn false when it fails.
@@ -287,6 +290,7 @@ func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, trust pl
 			l.plugin, err = host.Add(f.path)
 		}
 		if err == nil {
+			l.at = time.Now()
 			log.Info("plugin loaded", l.attrs()...)
 			plugins = append(plugins, l)
 			continue
