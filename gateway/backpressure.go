@@ -45,7 +45,7 @@ func (cs *conn) stall(pending int) action {
 	default:
 		return keepOpen
 	}
-	s.stats.slowConsumers.Add(1)
+	cs.setWhy(closedSlowConsumer)
 	s.slowLog.Do(func(suppressed int64) {
 		s.log.Warn("closing a slow consumer: "+reason, "remote", cs.remote,
 			"pending_output", pending, "pending_input", cs.w.InboundBuffered(),

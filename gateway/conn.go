@@ -62,6 +62,9 @@ type conn struct {
 	// idleSince is the coarse time since which nothing has been in flight,
 	// or 0 while something is; kept only when IdleTimeout is set.
 	idleSince atomic.Int64
+
+	// why says why the connection is being closed (tally.go).
+	why atomic.Uint32
 }
 
 // loop is the state of one goroutine that serves connections one at a time:
@@ -74,6 +77,16 @@ type loop struct {
 	// run is the run of inline calls in progress, kept here so that a panic
 	// in the middle of one still gives its slot back.
 	run inlineRun
+
+	// tally counts what the loop serves: its own on a gnet event loop, the
+	// stream connections' shared one otherwise.
+	tally *tally
+}
+
+func newLoop(t *tally) *loop {
+	l := &loop{tally: t}
+	l.run.tally = t
+	return l
 }
 
 // inlineRun is a run of consecutive inline calls into one plugin. It holds
@@ -83,6 +96,10 @@ type inlineRun struct {
 	l     *lane
 	calls int
 	start int64
+	// ok and notifies count the run's calls answered ec 0 and its
+	// notifies, until the run ends; other replies are counted as they come.
+	ok, notifies int
+	tally        *tally
 }
 
 // enter makes the run's plugin l, and reports false when l has no free slot.
@@ -94,7 +111,7 @@ func (r *inlineRun) enter(l *lane, now func() int64) bool {
 	if !l.tryEnter() {
 		return false
 	}
-	r.l, r.calls, r.start = l, 0, now()
+	r.l, r.calls, r.ok, r.notifies, r.start = l, 0, 0, 0, now()
 	return true
 }
 
@@ -105,7 +122,16 @@ func (r *inlineRun) end(now func() int64) {
 	}
 	l := r.l
 	r.l = nil
-	l.observeInline(r.calls, now()-r.start)
+	ns := now() - r.start
+	l.observeInline(r.calls, ns)
+	lt := &r.tally.lanes[l.idx]
+	if r.ok > 0 {
+		lt.replies[repe.OK].Add(uint64(r.ok))
+	}
+	if r.notifies > 0 {
+		lt.notifies.Add(uint64(r.notifies))
+	}
+	lt.calls(r.calls, ns, true)
 	l.leave()
 }
 
@@ -136,11 +162,13 @@ func (cs *conn) serveOnce() (act action) {
 			cs.loop.run.abandon()
 			s.log.Error("panic while serving a connection; closing it",
 				"remote", cs.remote, "panic", r, "stack", string(debug.Stack()))
+			cs.setWhy(closedPanic)
 			act = closeConn
 		}
 	}()
 	out, act, more := cs.serve(cs.loop.out[:0])
 	if len(out) > 0 {
+		cs.loop.tally.bytesOut.Add(uint64(len(out)))
 		// One write per batch of replies. A transport that fails to write
 		// closes the connection itself.
 		_, _ = cs.w.Write(out)
@@ -218,6 +246,9 @@ loop:
 				e := repe.AsError(err)
 				s.log.Debug("closing connection after a bad frame", "remote", cs.remote, "error", err)
 				out = repe.AppendError(out, repe.PeekID(b), e.Code, e.Message)
+				cs.loop.tally.gateway().reply(uint32(e.Code))
+				cs.loop.tally.bytesIn.Add(uint64(len(b))) // received, never served
+				cs.setWhy(closedBadFrame)
 				action = closeConn
 			}
 			break
@@ -229,6 +260,7 @@ loop:
 			// trusted.
 			e := repe.AsError(err)
 			out = repe.AppendError(out, frame.ID(), e.Code, e.Message)
+			cs.loop.tally.gateway().reply(uint32(e.Code))
 			done += n
 			continue
 		}
@@ -238,13 +270,25 @@ loop:
 		l := s.router.route(frame.Query())
 		switch {
 		case l == nil:
-			if !frame.Notify() {
+			if frame.Notify() {
+				cs.loop.tally.gateway().notifies.Add(1)
+			} else {
 				out = repe.AppendError(out, frame.ID(), repe.MethodNotFound, textNoPlugin)
+				cs.loop.tally.gateway().reply(uint32(repe.MethodNotFound))
 			}
 			done += n
 		case l.inline.Load() && run.enter(l, s.now):
+			before := len(out)
 			out = l.call(out, frame)
 			run.calls++
+			switch {
+			case len(out) == before:
+				run.notifies++
+			case replyEC(out[before:]) == 0:
+				run.ok++
+			default:
+				cs.loop.tally.lanes[l.idx].reply(replyEC(out[before:]))
+			}
 			done += n
 		default:
 			done += cs.handOff(l, b)
@@ -254,6 +298,7 @@ loop:
 	run.end(s.now)
 	if done > 0 {
 		_, _ = w.Discard(done)
+		cs.loop.tally.bytesIn.Add(uint64(done))
 	}
 
 	switch {
@@ -266,6 +311,7 @@ loop:
 	default:
 		cs.setPartial(false)
 		if s.draining.Load() {
+			cs.setWhy(closedShutdown)
 			action = closeConn
 		}
 	}
@@ -279,13 +325,17 @@ loop:
 // frees j or parks it when the worker stopped at the output bound.
 func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 	s, w := cs.srv, cs.w
+	t := cs.loop.tally
+	t.lanes[j.lane.idx].countReplies(j.reply.B)
 	if len(j.reply.B) > largeReply {
 		// Written apart rather than copied into the batch first.
 		if len(out) > 0 {
 			_, _ = w.Write(out)
+			t.bytesOut.Add(uint64(len(out)))
 			out = out[:0]
 		}
 		_, _ = w.Write(j.reply.B)
+		t.bytesOut.Add(uint64(len(j.reply.B)))
 	} else {
 		out = append(out, j.reply.B...)
 	}
@@ -297,12 +347,15 @@ func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 	cs.job = nil
 	j.free()
 	if failed {
+		cs.setWhy(closedCallFailed)
 		return out, closeConn
 	}
 	if cs.overflowed {
 		// Everything after the call just answered was dropped: say so to
 		// the first request dropped, then close.
 		out = repe.AppendError(out, cs.overflowID, repe.ConnectionFailure, s.textOverflow)
+		t.gateway().reply(uint32(repe.ConnectionFailure))
+		cs.setWhy(closedFlood)
 		return out, closeConn
 	}
 	return out, keepOpen
@@ -331,7 +384,6 @@ func (cs *conn) wait() action {
 			return keepOpen
 		}
 		cs.overflowed = true
-		s.stats.floods.Add(1)
 		if cs.intake != nil {
 			cs.overflowID = repe.PeekID(cs.intake.req.B)
 			cs.intake.free()
@@ -345,7 +397,9 @@ func (cs *conn) wait() action {
 				"remote", cs.remote, "limit", s.cfg.MaxPendingInput, "suppressed", suppressed)
 		})
 	}
-	_, _ = w.Discard(w.InboundBuffered())
+	dropped := w.InboundBuffered()
+	_, _ = w.Discard(dropped)
+	cs.loop.tally.bytesIn.Add(uint64(dropped))
 	cs.setPartial(false)
 	return keepOpen
 }
@@ -399,13 +453,19 @@ func (cs *conn) trackIdle(served, more bool) {
 // workers. It returns the bytes it took.
 func (cs *conn) handOff(l *lane, b []byte) int {
 	j := newJob(cs, l)
-	taken := 0
+	taken, notifies := 0, 0
 	for frames, limit := 0, l.jobFrames(); frames < limit && taken < cs.srv.cfg.MaxPendingInput; frames++ {
 		n, err := repe.Split(b[taken:], cs.srv.cfg.MaxMessageSize)
 		if n == 0 || err != nil || (frames > 0 && cs.srv.router.route(repe.Message(b[taken:taken+n]).Query()) != l) {
 			break
 		}
+		if repe.Message(b[taken:]).Notify() {
+			notifies++
+		}
 		taken += n
+	}
+	if notifies > 0 {
+		cs.loop.tally.lanes[l.idx].notifies.Add(uint64(notifies))
 	}
 	j.req.B = append(j.req.B, b[:taken]...)
 	cs.job = j

@@ -120,6 +120,11 @@ func (cs *conn) continueIntake() action {
 	if whole {
 		j := cs.intake
 		cs.intake = nil
+		t := cs.loop.tally
+		t.bytesIn.Add(uint64(len(j.req.B)))
+		if repe.Message(j.req.B).Notify() {
+			t.lanes[j.lane.idx].notifies.Add(1)
+		}
 		cs.job = j
 		j.lane.submit(j)
 	}

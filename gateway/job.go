@@ -261,7 +261,9 @@ func (l *lane) runJob(j *job, w *watch) (owned bool) {
 		} else if owned = w.call(j, frame); !owned {
 			return false
 		}
-		l.observeWorker(int64(time.Since(start)))
+		ns := int64(time.Since(start))
+		l.observeWorker(ns)
+		l.workerCalls.calls(1, ns, false)
 		j.off += int(n)
 	}
 	return true
@@ -285,7 +287,9 @@ func (l *lane) callIsolated(j *job) {
 	}
 	j.reply.B = out
 	j.off = len(j.req.B)
-	l.avg.Store(int64(time.Since(start)) / int64(max(1, countFrames(reqs))))
+	n, ns := countFrames(reqs), int64(time.Since(start))
+	l.avg.Store(ns / int64(max(1, n)))
+	l.workerCalls.calls(n, ns, false)
 }
 
 // watch is a worker's deadline timer. Its call runs the plugin into a

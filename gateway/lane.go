@@ -58,6 +58,7 @@ type lane struct {
 	isolated  IsolatedPlugin
 	name      string
 	root      string // the plugin's root, kept here for the router
+	idx       int    // the lane's place in Server.lanes and in each tally
 	file      string
 	log       *slog.Logger
 	limit     int32
@@ -97,6 +98,10 @@ type lane struct {
 	stuck    atomic.Int32
 	late     atomic.Uint64
 	refused  atomic.Uint64
+	invalid  atomic.Uint64 // replies refused as malformed, answered ec 5
+	// workerCalls counts and times the calls made on workers; their
+	// replies are counted in the tally of the loop that collects them.
+	workerCalls laneTally
 
 	errLog     lograte.Limiter
 	timeoutLog lograte.Limiter
@@ -203,6 +208,7 @@ func (l *lane) jobFrames() int {
 func (l *lane) call(dst []byte, frame repe.Message) []byte {
 	out, err := l.plugin.Call(dst, frame)
 	if err != nil {
+		l.invalid.Add(1)
 		e := repe.AsError(err)
 		l.errLog.Do(func(suppressed int64) {
 			l.log.Warn("plugin call failed", "query", string(frame.Query()), "error", err, "suppressed", suppressed)

@@ -63,6 +63,7 @@ type Server struct {
 	jobs        sync.WaitGroup // requests running on workers or handed over
 	jobPool     sync.Pool
 	stats       counters
+	streamTally *tally // the stream connections' counts; gnet loops keep their own
 	connsLog    lograte.Limiter
 	perIPLog    lograte.Limiter
 	overflowLog lograte.Limiter
@@ -117,6 +118,10 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 		return nil, err
 	}
 	s.router, s.lanes = r, lanes
+	for i, l := range lanes {
+		l.idx = i
+	}
+	s.streamTally = newTally(len(lanes))
 	return s, nil
 }
 
@@ -250,7 +255,7 @@ func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
 func (s *Server) loopLocked(el gnet.EventLoop) *loop {
 	l := s.loops[el]
 	if l == nil {
-		l = new(loop)
+		l = newLoop(newTally(len(s.lanes)))
 		s.loops[el] = l
 	}
 	return l
@@ -313,6 +318,7 @@ func (s *Server) admit(cs *conn, loop func() *loop) bool {
 	if s.cfg.IdleTimeout > 0 {
 		cs.idleSince.Store(s.clock.Load())
 	}
+	s.stats.accepted.Add(1)
 	s.log.Debug("connection opened", "remote", cs.remote)
 	return true
 }
@@ -331,6 +337,7 @@ func (s *Server) closed(cs *conn, err error) {
 		cs.intake.free() // never handed to a worker
 		cs.intake = nil
 	}
+	s.stats.closedBy[cs.why.Load()].Add(1)
 	s.mu.Lock()
 	delete(s.conns, cs)
 	if cs.ip != "" {

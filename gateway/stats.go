@@ -1,53 +1,111 @@
 package gateway
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Stats counts events of a server's life that an operator may want to see.
-// Each field counts since the server was created.
+// Each count is since the server was created.
 type Stats struct {
-	// SlowConsumers counts connections closed because they did not read
-	// their replies (MaxPendingOutput, MaxPendingInput, WriteTimeout).
-	SlowConsumers uint64
-	// Floods counts connections closed because they sent more than
-	// MaxPendingInput behind a running call.
-	Floods uint64
-	// ReadTimeouts counts connections closed inside a frame (ReadTimeout).
-	ReadTimeouts uint64
-	// IdleTimeouts counts connections closed while idle (IdleTimeout).
-	IdleTimeouts uint64
+	// Accepted counts the connections admitted; Open is how many are open
+	// now.
+	Accepted uint64
+	Open     int
+	// The closed connections, by why they closed. ClientCloses counts those
+	// the peer closed, or that failed under it; BadFrames, those closed
+	// after a frame that cannot be framed; SlowConsumers, those that did
+	// not read their replies (MaxPendingOutput, MaxPendingInput,
+	// WriteTimeout); Floods, those that sent more than MaxPendingInput
+	// behind a running call; ReadTimeouts, those stalled inside a frame;
+	// IdleTimeouts, those idle for IdleTimeout; ShutdownCloses, those
+	// closed by Shutdown; FailedCalls, those whose call failed beyond a
+	// reply (a panic in a worker, or frames that do not frame); Panics,
+	// those whose serving panicked.
+	ClientCloses   uint64
+	BadFrames      uint64
+	SlowConsumers  uint64
+	Floods         uint64
+	ReadTimeouts   uint64
+	IdleTimeouts   uint64
+	ShutdownCloses uint64
+	FailedCalls    uint64
+	Panics         uint64
 	// MaxConnsRefused and PerIPRefused count connections closed as they
 	// were accepted, over MaxConns and MaxConnsPerIP.
 	MaxConnsRefused uint64
 	PerIPRefused    uint64
+	// BytesIn and BytesOut count the request and reply bytes of every
+	// connection.
+	BytesIn, BytesOut uint64
+	// Replies counts, by ec, the replies the gateway made itself because
+	// no plugin was chosen: bad frames, paths no plugin owns (ec 6), the
+	// first request a flooding connection dropped (ec 9). Notifies counts
+	// the notifies to paths no plugin owns.
+	Replies  []ECCount
+	Notifies uint64
 }
 
-// counters are the atomics behind Stats, written only on rare events.
+// counters are the atomics behind Stats that are written only on rare
+// events; the rest are in the tallies (tally.go).
 type counters struct {
-	slowConsumers   atomic.Uint64
-	floods          atomic.Uint64
-	readTimeouts    atomic.Uint64
-	idleTimeouts    atomic.Uint64
+	accepted        atomic.Uint64
+	closedBy        [closeReasons]atomic.Uint64
 	maxConnsRefused atomic.Uint64
 	perIPRefused    atomic.Uint64
 }
 
-// Stats returns the server's counts so far.
+// Stats returns the server's counts so far. It sums the counts of every
+// event loop: call it for a scrape, not per request.
 func (s *Server) Stats() Stats {
-	return Stats{
-		SlowConsumers:   s.stats.slowConsumers.Load(),
-		Floods:          s.stats.floods.Load(),
-		ReadTimeouts:    s.stats.readTimeouts.Load(),
-		IdleTimeouts:    s.stats.idleTimeouts.Load(),
+	tallies := s.tallies()
+	gw := sumLane(tallies, len(s.lanes))
+	st := Stats{
+		Accepted:        s.stats.accepted.Load(),
+		Open:            s.connCount(),
+		ClientCloses:    s.stats.closedBy[closedByClient].Load(),
+		BadFrames:       s.stats.closedBy[closedBadFrame].Load(),
+		SlowConsumers:   s.stats.closedBy[closedSlowConsumer].Load(),
+		Floods:          s.stats.closedBy[closedFlood].Load(),
+		ReadTimeouts:    s.stats.closedBy[closedReadTimeout].Load(),
+		IdleTimeouts:    s.stats.closedBy[closedIdleTimeout].Load(),
+		ShutdownCloses:  s.stats.closedBy[closedShutdown].Load(),
+		FailedCalls:     s.stats.closedBy[closedCallFailed].Load(),
+		Panics:          s.stats.closedBy[closedPanic].Load(),
 		MaxConnsRefused: s.stats.maxConnsRefused.Load(),
 		PerIPRefused:    s.stats.perIPRefused.Load(),
+		Replies:         gw.replies,
+		Notifies:        gw.notifies,
 	}
+	for _, t := range tallies {
+		st.BytesIn += t.bytesIn.Load()
+		st.BytesOut += t.bytesOut.Load()
+	}
+	return st
 }
 
 // PluginStats counts what happened to one plugin's calls.
 type PluginStats struct {
 	Name, Root string
-	// InFlight is how many calls are in the plugin now, stuck ones included.
+	// Replies counts the replies to the plugin's requests by ec, those the
+	// gateway made for it included (ec 5, 7, 8); Notifies counts its
+	// notifies, which get no reply.
+	Replies  []ECCount
+	Notifies uint64
+	// InlineCalls and WorkerCalls count the calls made on an event loop
+	// and on a worker (or worker process); Duration is how long they took.
+	// Inline calls are timed as runs: each call of a run counts the run's
+	// average.
+	InlineCalls uint64
+	WorkerCalls uint64
+	Duration    Histogram
+	// InFlight is how many calls are in the plugin now, stuck ones
+	// included; Queued is how many jobs wait for a slot.
 	InFlight int
+	Queued   int
+	// InvalidReplies counts replies the plugin made that were not valid
+	// REPE replies to their requests, answered ec 5 instead.
+	InvalidReplies uint64
 	// Timeouts counts calls answered ec 7 at their deadline; Stuck is how
 	// many of those are still in the plugin; Late counts those that
 	// returned since, their replies discarded.
@@ -68,20 +126,35 @@ type PluginStats struct {
 
 // PluginStats returns the counts of every plugin: those given to New in
 // their order, then Config.Isolated. An isolated plugin's worker process
-// counts its own timeouts and crashes (isolate.Plugin.Stats).
+// counts its own timeouts and crashes (isolate.Plugin.Stats). It sums the
+// counts of every event loop: call it for a scrape, not per request.
 func (s *Server) PluginStats() []PluginStats {
+	tallies := s.tallies()
 	out := make([]PluginStats, len(s.lanes))
 	for i, l := range s.lanes {
+		sums := sumLane(tallies, i)
+		wc := &l.workerCalls
+		sums.dur.Sum += time.Duration(wc.durSum.Load())
+		for b := range sums.dur.Counts {
+			sums.dur.Counts[b] += wc.dur[b].Load()
+		}
 		out[i] = PluginStats{
-			Name:          l.name,
-			Root:          l.root,
-			InFlight:      int(l.busy.Load()),
-			Timeouts:      l.timeouts.Load(),
-			Stuck:         int(l.stuck.Load()),
-			Late:          l.late.Load(),
-			Refused:       l.refused.Load(),
-			CircuitOpen:   l.breaker.state.Load() != circuitClosed,
-			CircuitOpened: l.breaker.opened.Load(),
+			Name:           l.name,
+			Root:           l.root,
+			Replies:        sums.replies,
+			Notifies:       sums.notifies,
+			InlineCalls:    sums.inline,
+			WorkerCalls:    wc.worker.Load(),
+			Duration:       sums.dur,
+			InFlight:       int(l.busy.Load()),
+			Queued:         int(l.queued.Load()),
+			InvalidReplies: l.invalid.Load(),
+			Timeouts:       l.timeouts.Load(),
+			Stuck:          int(l.stuck.Load()),
+			Late:           l.late.Load(),
+			Refused:        l.refused.Load(),
+			CircuitOpen:    l.breaker.state.Load() != circuitClosed,
+			CircuitOpened:  l.breaker.opened.Load(),
 		}
 		if l.plugin != nil {
 			out[i].DroppedNotifyReplies = l.plugin.DroppedNotifyReplies()

@@ -81,7 +81,7 @@ func isTemporary(err error) bool {
 // connection limit).
 func (s *Server) ServeConn(nc net.Conn) {
 	cs := s.newConn(nc.RemoteAddr())
-	if !s.admit(cs, func() *loop { return new(loop) }) {
+	if !s.admit(cs, func() *loop { return newLoop(s.streamTally) }) {
 		_ = nc.Close()
 		return
 	}
@@ -116,7 +116,7 @@ func (s *Server) serveStream(cs *conn, nc net.Conn, rest []byte, eof bool) {
 	w := &streamWire{nc: nc, cs: cs, in: rest, kick: make(chan struct{}, 1)}
 	w.room.L = &w.mu
 	// A connection handed over from gnet leaves its event loop's state.
-	cs.loop = new(loop)
+	cs.loop = newLoop(s.streamTally)
 	cs.setWire(w)
 	if eof {
 		w.readErr = io.EOF
@@ -265,7 +265,7 @@ func (w *streamWire) Write(p []byte) (int, error) {
 	if err != nil {
 		w.writeErr = err
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			s.stats.slowConsumers.Add(1)
+			w.cs.setWhy(closedSlowConsumer)
 			s.slowLog.Do(func(suppressed int64) {
 				s.log.Warn("closing a slow consumer: it did not read its replies within the write timeout",
 					"remote", w.cs.remote, "write_timeout", s.cfg.WriteTimeout, "suppressed", suppressed)

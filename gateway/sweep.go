@@ -45,7 +45,7 @@ func (s *Server) sweep(every time.Duration) {
 		s.mu.Unlock()
 		for _, cs := range stale {
 			s.log.Debug("closing connection stalled inside a frame", "remote", cs.remote, "timeout", s.cfg.ReadTimeout)
-			s.stats.readTimeouts.Add(1)
+			cs.setWhy(closedReadTimeout)
 			cs.close()
 		}
 		for _, cs := range idle {
@@ -62,6 +62,6 @@ func (cs *conn) closeIfIdle(deadline int64) {
 		return
 	}
 	cs.srv.log.Debug("closing idle connection", "remote", cs.remote, "timeout", cs.srv.cfg.IdleTimeout)
-	cs.srv.stats.idleTimeouts.Add(1)
+	cs.setWhy(closedIdleTimeout)
 	_ = cs.w.Close()
 }

@@ -1,0 +1,192 @@
+package gateway
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+	"time"
+
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// Counting for metrics. Every reply is counted once, by plugin and ec, where
+// it is made or collected on the goroutine that serves its connection, in
+// that goroutine's tally: a gnet event loop has its own, so that counting
+// writes no memory another loop writes; the stream connections share one.
+// The counters are atomics only so that a scrape can read them while they
+// are written. Inline calls are counted per run, not per call, and timed
+// as a run: a run's calls are each taken to have lasted the run's average.
+// Calls on workers are counted when their replies are collected.
+
+// ecSlots is how many error codes have a counter each: every code Glaze
+// defines is below it. Replies with higher codes are counted in the last
+// slot, as ec ecSlots-1 or higher.
+const ecSlots = 128
+
+// durBounds are the upper bounds of the call duration histogram's buckets,
+// from 1 µs to 10 s.
+var durBounds = []time.Duration{
+	1 * time.Microsecond, 2500 * time.Nanosecond, 5 * time.Microsecond,
+	10 * time.Microsecond, 25 * time.Microsecond, 50 * time.Microsecond,
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	1 * time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	1 * time.Second, 2500 * time.Millisecond, 5 * time.Second,
+	10 * time.Second,
+}
+
+// durBuckets is len(durBounds)+1: the last bucket is over every bound.
+const durBuckets = 23
+
+// tally is the counts of one goroutine that serves connections, or of all
+// stream connections.
+type tally struct {
+	lanes    []laneTally // by lane; the last is for replies no plugin made
+	bytesIn  atomic.Uint64
+	bytesOut atomic.Uint64
+}
+
+// laneTally counts one plugin's replies. Pad keeps neighbouring lanes'
+// hot counters off one cache line.
+type laneTally struct {
+	replies  [ecSlots]atomic.Uint64
+	notifies atomic.Uint64
+	inline   atomic.Uint64
+	worker   atomic.Uint64
+	durSum   atomic.Uint64 // ns
+	dur      [durBuckets]atomic.Uint64
+	_        [64]byte
+}
+
+func newTally(lanes int) *tally { return &tally{lanes: make([]laneTally, lanes+1)} }
+
+// gateway returns the counts of the replies no plugin made.
+func (t *tally) gateway() *laneTally { return &t.lanes[len(t.lanes)-1] }
+
+// reply counts a reply with code ec.
+func (lt *laneTally) reply(ec uint32) { lt.replies[min(ec, ecSlots-1)].Add(1) }
+
+// calls counts n calls that took ns in all.
+func (lt *laneTally) calls(n int, ns int64, inline bool) {
+	if n == 0 {
+		return
+	}
+	if inline {
+		lt.inline.Add(uint64(n))
+	} else {
+		lt.worker.Add(uint64(n))
+	}
+	lt.durSum.Add(uint64(max(ns, 0)))
+	lt.dur[durBucket(ns/int64(n))].Add(uint64(n))
+}
+
+// durBucket returns the histogram bucket of a call that took ns.
+func durBucket(ns int64) int {
+	for i, b := range durBounds {
+		if ns <= int64(b) {
+			return i
+		}
+	}
+	return len(durBounds)
+}
+
+// replyEC returns the error code of the reply that starts at b.
+func replyEC(b []byte) uint32 { return binary.LittleEndian.Uint32(b[44:48]) }
+
+// countReplies counts the replies framed back to back in b.
+func (lt *laneTally) countReplies(b []byte) {
+	for len(b) >= repe.HeaderSize {
+		n := repe.Message(b).Length()
+		if n < repe.HeaderSize || n > uint64(len(b)) {
+			return
+		}
+		lt.reply(replyEC(b))
+		b = b[n:]
+	}
+}
+
+// ECCount is how many replies had one error code.
+type ECCount struct {
+	EC    uint32
+	Count uint64
+}
+
+// Histogram is a histogram of call durations: Counts[i] calls took at most
+// Bounds[i] (and more than Bounds[i-1]); the last count is of the calls
+// that took longer than every bound.
+type Histogram struct {
+	Bounds []time.Duration
+	Counts []uint64
+	Sum    time.Duration
+}
+
+// Count returns the number of calls in h.
+func (h Histogram) Count() uint64 {
+	var n uint64
+	for _, c := range h.Counts {
+		n += c
+	}
+	return n
+}
+
+// laneSums is the sum of one lane's counts over every tally.
+type laneSums struct {
+	replies        []ECCount
+	notifies       uint64
+	inline, worker uint64
+	dur            Histogram
+}
+
+// sumLane sums lane i's counts over tallies.
+func sumLane(tallies []*tally, i int) laneSums {
+	var byEC [ecSlots]uint64
+	s := laneSums{dur: Histogram{Bounds: durBounds, Counts: make([]uint64, len(durBounds)+1)}}
+	for _, t := range tallies {
+		lt := &t.lanes[i]
+		for ec := range byEC {
+			byEC[ec] += lt.replies[ec].Load()
+		}
+		s.notifies += lt.notifies.Load()
+		s.inline += lt.inline.Load()
+		s.worker += lt.worker.Load()
+		s.dur.Sum += time.Duration(lt.durSum.Load())
+		for b := range s.dur.Counts {
+			s.dur.Counts[b] += lt.dur[b].Load()
+		}
+	}
+	for ec, n := range byEC {
+		if n > 0 {
+			s.replies = append(s.replies, ECCount{EC: uint32(ec), Count: n})
+		}
+	}
+	return s
+}
+
+// tallies returns every tally of the server.
+func (s *Server) tallies() []*tally {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*tally, 0, len(s.loops)+1)
+	for _, l := range s.loops {
+		out = append(out, l.tally)
+	}
+	return append(out, s.streamTally)
+}
+
+// Why a connection closed: the reasons the core or a transport gives, set
+// once, by whoever closes it first.
+const (
+	closedByClient uint32 = iota // the peer closed it, or it failed
+	closedBadFrame
+	closedSlowConsumer
+	closedFlood
+	closedReadTimeout
+	closedIdleTimeout
+	closedShutdown
+	closedCallFailed
+	closedPanic
+	closeReasons
+)
+
+// setWhy records why cs is being closed, unless a reason was given first.
+func (cs *conn) setWhy(why uint32) { cs.why.CompareAndSwap(closedByClient, why) }
