@@ -86,7 +86,7 @@ func TestStatusPage(t *testing.T) {
 	inFlight := waitCell(t, ctx, slow+" td.inflight", func(s string) bool { return s != "" && s != "0" })
 	t.Logf("under load the page shows %s errors/s for /t and %s calls in flight for /slow", errs, inFlight)
 
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG, not JPEG
 	require.NoError(t, err)
 	shot := filepath.Join(t.TempDir(), "status.png")
 	require.NoError(t, os.WriteFile(shot, png, 0o644))
