@@ -22,7 +22,12 @@ func serveStatusPage(w http.ResponseWriter, _ *http.Request) {
 
 // status is what /status.json answers: counters as they stand, which the
 // page turns into rates by comparing two readings, so that the server
-// keeps no history for it.
+// keeps no history for it. The page shows requests per second, p50 and
+// p99 and the connection count from three more fields, once the gateway
+// counts what they need: "connections" here, and for each plugin
+// "requests" (a count) and "latency" ({"bounds": seconds, "counts":
+// cumulative, one per bound and a last for all}); until then it shows a
+// dash, and charts calls in flight instead of requests.
 type status struct {
 	// Time is when the counts were read, in Unix milliseconds.
 	Time    int64          `json:"time"`
