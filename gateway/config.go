@@ -102,9 +102,14 @@ type Config struct {
 
 	// Isolated holds plugins that run in worker processes of their own
 	// (package isolate), served beside the plugins given to New. Their
-	// calls never run on an event loop, and each runs one batch of
-	// requests at a time.
+	// calls never run on an event loop.
 	Isolated []IsolatedPlugin
+
+	// Version is the gateway's version, answered at /_gw/version.
+	Version string
+	// Hashes holds the sha256 of each plugin's file, by root, answered at
+	// /_gw/plugins; a plugin without one shows none.
+	Hashes map[string]string
 
 	// InlineBudget is how long a plugin call may take, on average, and still
 	// run on the event loop that read the request. Plugins whose calls take

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/repe-gw/repe-gw/internal/lograte"
-	"github.com/repe-gw/repe-gw/pluginhost"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -54,9 +53,10 @@ type lane struct {
 	srv *Server
 	// Exactly one of plugin (in this process) and isolated (in a worker
 	// process) is set.
-	plugin    *pluginhost.Plugin
+	plugin    inProcess
 	isolated  IsolatedPlugin
 	name      string
+	version   string
 	root      string // the plugin's root, kept here for the router
 	idx       int    // the lane's place in Server.lanes and in each tally
 	file      string
@@ -110,8 +110,16 @@ type lane struct {
 // plugin is what a lane needs to know of either kind of plugin.
 type plugin interface {
 	Name() string
+	Version() string
 	Root() string
 	File() string
+}
+
+// inProcess is a plugin whose calls run on this process's threads, one
+// request at a time: a pluginhost.Plugin, or the gateway's own root.
+type inProcess interface {
+	plugin
+	Call(dst, req []byte) ([]byte, error)
 }
 
 func newLane(srv *Server, p plugin, pol Policy) *lane {
@@ -119,6 +127,7 @@ func newLane(srv *Server, p plugin, pol Policy) *lane {
 	l := &lane{
 		srv:        srv,
 		name:       p.Name(),
+		version:    p.Version(),
 		root:       p.Root(),
 		file:       p.File(),
 		log:        cfg.Logger.With("plugin", p.Name(), "file", p.File()),
@@ -137,7 +146,7 @@ func newLane(srv *Server, p plugin, pol Policy) *lane {
 			p.Name(), pol.Concurrency),
 	}
 	switch p := p.(type) {
-	case *pluginhost.Plugin:
+	case inProcess:
 		l.plugin = p
 		l.canInline = cfg.InlineBudget > 0 && pol.Deadline == 0
 	case IsolatedPlugin:

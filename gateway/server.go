@@ -107,20 +107,25 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 	}
 	lanes := make([]*lane, len(all))
 	for i, p := range all {
+		if err := checkReserved(p); err != nil {
+			return nil, err
+		}
 		pol := cfg.Policies[p.Root()].withDefaults(&s.cfg)
 		if err := pol.validate(p.Root()); err != nil {
 			return nil, err
 		}
 		lanes[i] = newLane(s, p, pol)
+		lanes[i].idx = i
 	}
-	r, err := newRouter(lanes)
+	// The gateway's own root is routed as a plugin's, and its replies are
+	// counted as the gateway's.
+	own := newLane(s, introspection{s}, Policy{}.withDefaults(&s.cfg))
+	own.idx = len(lanes)
+	r, err := newRouter(append(lanes[:len(lanes):len(lanes)], own))
 	if err != nil {
 		return nil, err
 	}
 	s.router, s.lanes = r, lanes
-	for i, l := range lanes {
-		l.idx = i
-	}
 	s.streamTally = newTally(len(lanes))
 	return s, nil
 }

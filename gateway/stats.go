@@ -3,6 +3,8 @@ package gateway
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/repe-gw/repe-gw/pluginhost"
 )
 
 // Stats counts events of a server's life that an operator may want to see.
@@ -156,8 +158,8 @@ func (s *Server) PluginStats() []PluginStats {
 			CircuitOpen:    l.breaker.state.Load() != circuitClosed,
 			CircuitOpened:  l.breaker.opened.Load(),
 		}
-		if l.plugin != nil {
-			out[i].DroppedNotifyReplies = l.plugin.DroppedNotifyReplies()
+		if p, ok := l.plugin.(*pluginhost.Plugin); ok {
+			out[i].DroppedNotifyReplies = p.DroppedNotifyReplies()
 		}
 	}
 	return out

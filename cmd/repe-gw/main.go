@@ -142,9 +142,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	cfg := f.Gateway(log)
 	cfg.Policies = policies(loaded)
 	cfg.Isolated = asGateway(isolated)
+	cfg.Version = version.String()
+	cfg.Hashes = make(map[string]string, len(loaded))
+	for _, l := range loaded {
+		cfg.Hashes[l.identity().Root()] = l.sha256
+	}
 	srv, err := gateway.New(cfg, plugins)
 	if err == nil {
 		err = srv.Start()
+	}
+	if err == nil {
+		err = startListeners(log, f, srv, stop)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
