@@ -124,6 +124,18 @@ type Config struct {
 	// Logger receives the server's logs. Default: none.
 	Logger *slog.Logger
 
+	// AccessLog logs one line per request to Logger, at info level:
+	// remote, id, query, plugin, ec, bytes in and out, and how long the
+	// call took. AccessLogSample is the fraction of successful requests
+	// logged: 0 is the default, every one; a negative value logs none of
+	// them. Errors are always logged.
+	AccessLog       bool
+	AccessLogSample float64
+	// SlowCall logs plugin calls that take longer than it, rate-limited,
+	// naming the plugin and the query. 0 is off. With both off, calls are
+	// neither timed one by one nor logged.
+	SlowCall time.Duration
+
 	// testHook, when set by this package's tests, runs for every framed
 	// request on the event loop, and for every call on a worker. It lets
 	// them prove that a panic while serving closes only that connection.
@@ -145,6 +157,9 @@ type IsolatedPlugin interface {
 
 // withDefaults returns c with every unset field given its default.
 func (c Config) withDefaults() Config {
+	if c.AccessLogSample == 0 {
+		c.AccessLogSample = 1
+	}
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
 	}
@@ -209,6 +224,12 @@ func (c Config) validate() error {
 	}
 	if c.Deadline < 0 {
 		return errors.New("gateway: deadline must not be negative")
+	}
+	if c.AccessLogSample > 1 {
+		return fmt.Errorf("gateway: access log sample %v is over 1", c.AccessLogSample)
+	}
+	if c.SlowCall < 0 {
+		return errors.New("gateway: slow-call threshold must not be negative")
 	}
 	if c.IdleTimeout < 0 {
 		return errors.New("gateway: idle timeout must not be negative")

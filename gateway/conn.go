@@ -245,10 +245,14 @@ loop:
 				// close.
 				e := repe.AsError(err)
 				s.log.Debug("closing connection after a bad frame", "remote", cs.remote, "error", err)
+				before := len(out)
 				out = repe.AppendError(out, repe.PeekID(b), e.Code, e.Message)
 				cs.loop.tally.gateway().reply(uint32(e.Code))
 				cs.loop.tally.bytesIn.Add(uint64(len(b))) // received, never served
 				cs.setWhy(closedBadFrame)
+				if s.timeCalls {
+					s.logCall(cs.remote, nil, b[:min(len(b), repe.HeaderSize)], out[before:], 0)
+				}
 				action = closeConn
 			}
 			break
@@ -259,8 +263,12 @@ loop:
 			// Like Glaze, answer even a notify: its notify byte cannot be
 			// trusted.
 			e := repe.AsError(err)
+			before := len(out)
 			out = repe.AppendError(out, frame.ID(), e.Code, e.Message)
 			cs.loop.tally.gateway().reply(uint32(e.Code))
+			if s.timeCalls {
+				s.logCall(cs.remote, nil, frame, out[before:], 0)
+			}
 			done += n
 			continue
 		}
@@ -270,16 +278,26 @@ loop:
 		l := s.router.route(frame.Query())
 		switch {
 		case l == nil:
+			before := len(out)
 			if frame.Notify() {
 				cs.loop.tally.gateway().notifies.Add(1)
 			} else {
 				out = repe.AppendError(out, frame.ID(), repe.MethodNotFound, textNoPlugin)
 				cs.loop.tally.gateway().reply(uint32(repe.MethodNotFound))
 			}
+			if s.timeCalls {
+				s.logCall(cs.remote, nil, frame, out[before:], 0)
+			}
 			done += n
 		case l.inline.Load() && run.enter(l, s.now):
 			before := len(out)
-			out = l.call(out, frame)
+			if s.timeCalls {
+				start := s.now()
+				out = l.call(out, frame)
+				s.logCall(cs.remote, l, frame, out[before:], s.now()-start)
+			} else {
+				out = l.call(out, frame)
+			}
 			run.calls++
 			switch {
 			case len(out) == before:
@@ -353,8 +371,12 @@ func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 	if cs.overflowed {
 		// Everything after the call just answered was dropped: say so to
 		// the first request dropped, then close.
+		before := len(out)
 		out = repe.AppendError(out, cs.overflowID, repe.ConnectionFailure, s.textOverflow)
 		t.gateway().reply(uint32(repe.ConnectionFailure))
+		if s.timeCalls {
+			s.logCall(cs.remote, nil, repe.AppendHeader(nil, repe.Header{ID: cs.overflowID}, 0, 0), out[before:], 0)
+		}
 		cs.setWhy(closedFlood)
 		return out, closeConn
 	}

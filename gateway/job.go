@@ -122,6 +122,7 @@ func (l *lane) submit(j *job) {
 // refuse answers every request left in j with ec 8 and text, without
 // calling the plugin.
 func (l *lane) refuse(j *job, text string) {
+	before := len(j.reply.B)
 	for b := j.req.B[j.off:]; len(b) > 0; {
 		m := repe.Message(b)
 		n := m.Length()
@@ -133,6 +134,9 @@ func (l *lane) refuse(j *job, text string) {
 		}
 		l.refused.Add(1)
 		b = b[n:]
+	}
+	if l.srv.timeCalls {
+		l.srv.logReplies(j.cs.remote, l, j.req.B[j.off:], j.reply.B[before:], 0)
 	}
 	j.off = len(j.req.B)
 	j.finish()
@@ -255,13 +259,16 @@ func (l *lane) runJob(j *job, w *watch) (owned bool) {
 		if h := l.srv.cfg.testHook; h != nil {
 			h(frame.Query(), true)
 		}
-		start := time.Now()
+		start, before := time.Now(), len(j.reply.B)
 		if w == nil {
 			j.reply.B = l.call(j.reply.B, frame)
 		} else if owned = w.call(j, frame); !owned {
 			return false
 		}
 		ns := int64(time.Since(start))
+		if l.srv.timeCalls {
+			l.srv.logCall(j.cs.remote, l, frame, j.reply.B[before:], ns)
+		}
 		l.observeWorker(ns)
 		l.workerCalls.calls(1, ns, false)
 		j.off += int(n)
@@ -278,7 +285,7 @@ func (l *lane) callIsolated(j *job) {
 	if l.deadline > 0 {
 		deadline = time.Now().Add(time.Duration(l.deadline) * time.Duration(countFrames(reqs)))
 	}
-	start := time.Now()
+	start, before := time.Now(), len(j.reply.B)
 	out, err := l.isolated.Call(j.reply.B, reqs, deadline)
 	if err != nil {
 		l.log.Error("isolated plugin refused a batch; closing the connection", "error", err)
@@ -290,6 +297,9 @@ func (l *lane) callIsolated(j *job) {
 	n, ns := countFrames(reqs), int64(time.Since(start))
 	l.avg.Store(ns / int64(max(1, n)))
 	l.workerCalls.calls(n, ns, false)
+	if l.srv.timeCalls {
+		l.srv.logReplies(j.cs.remote, l, reqs, out[before:], ns)
+	}
 }
 
 // watch is a worker's deadline timer. Its call runs the plugin into a
@@ -392,8 +402,13 @@ func (w *watch) expire() {
 	if opened {
 		l.log.Error("plugin circuit opened: its requests are refused for the cooldown", "timeouts", l.breaker.failures)
 	}
+	before := len(j.reply.B)
 	if !notify {
 		j.reply.B = repe.AppendError(j.reply.B, id, repe.Timeout, l.textTimeout)
+	}
+	if l.srv.timeCalls {
+		frame := repe.AppendMessage(nil, repe.Header{ID: id, Notify: notify}, query, nil)
+		l.srv.logCall(j.cs.remote, l, frame, j.reply.B[before:], now-w.start)
 	}
 	if j.remaining() && len(j.reply.B) < l.srv.cfg.MaxPendingOutput {
 		srv := l.srv

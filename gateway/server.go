@@ -63,6 +63,8 @@ type Server struct {
 	jobs        sync.WaitGroup // requests running on workers or handed over
 	jobPool     sync.Pool
 	stats       counters
+	timeCalls   bool // the access log or the slow-call log is on
+	slowCallLog lograte.Limiter
 	streamTally *tally // the stream connections' counts; gnet loops keep their own
 	connsLog    lograte.Limiter
 	perIPLog    lograte.Limiter
@@ -126,6 +128,7 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 		return nil, err
 	}
 	s.router, s.lanes = r, lanes
+	s.timeCalls = cfg.AccessLog || cfg.SlowCall > 0
 	s.streamTally = newTally(len(lanes))
 	return s, nil
 }
