@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -23,8 +24,8 @@ const (
 )
 
 // Call sends reqs, one or more whole REPE request frames of one client
-// connection, in order, to the plugin's worker in one write, and appends
-// the replies to dst, in order: the plugin's reply to each request, as
+// connection, in order, to the plugin's worker, and appends the replies to
+// dst, in order: the plugin's reply to each request, as
 // pluginhost.Plugin.Call would have appended it (none for a notify, none
 // when the plugin returns nothing), or a REPE error that says why the
 // plugin could not answer it:
@@ -40,11 +41,24 @@ const (
 //     batches past the deadline. Retrying them is safe.
 //
 // The replies the plugin made before a failure are kept, including those
-// its worker had not sent yet. Call is safe for concurrent use; a worker
-// runs one batch at a time, so concurrent calls wait for each other, within
-// their deadlines. The only error is ErrBatch, when reqs is not whole
-// frames back to back, and then nothing is sent. A call on a serving plugin
-// allocates nothing beyond growing dst.
+// its worker had not sent yet.
+//
+// Call is safe for concurrent use, and concurrent calls share the cost of
+// reaching the worker: while the worker runs one exchange, the calls that
+// arrive wait, and the next exchange carries all of them to it in one
+// write, their replies coming back in one. The worker runs their requests
+// one after another, in the order the calls queued; each call gets the
+// replies to its own requests only. A failure is answered, as above, in
+// the call whose request was running; requests of other calls in the same
+// exchange that had run keep their replies, and a call none of whose
+// requests had begun waits for the next worker, as if it had come during
+// the restart. Waiting for earlier exchanges counts against a call's
+// deadline; once its requests are sent, the time they wait in the worker
+// behind those of earlier calls of the same exchange does not.
+//
+// The only error is ErrBatch, when reqs is not whole frames back to back,
+// and then nothing is sent. A call on a serving plugin allocates nothing
+// beyond growing dst.
 func (p *Plugin) Call(dst, reqs []byte, deadline time.Time) ([]byte, error) {
 	n, ok := countFrames(reqs)
 	if !ok {
@@ -53,51 +67,52 @@ func (p *Plugin) Call(dst, reqs []byte, deadline time.Time) ([]byte, error) {
 	if n == 0 {
 		return dst, nil
 	}
-	start := time.Now()
-	if !deadline.IsZero() && !start.Before(deadline) {
+	now := time.Now()
+	if !deadline.IsZero() && !now.Before(deadline) {
 		return appendErrors(dst, reqs, repe.SendError, p.msgLate), nil
 	}
-	if !p.acquire(deadline) {
-		return appendErrors(dst, reqs, repe.SendError, p.msgBusy), nil
+	c := p.calls.Get().(*call)
+	c.dst, c.reqs, c.n, c.deadline, c.start, c.done = dst, reqs, n, deadline, now, false
+	if p.enqueue(c) || p.await(c) {
+		p.lead(c)
 	}
-	defer func() { <-p.sem }()
-	for {
-		w, msg := p.ready(deadline)
-		if w == nil {
-			return appendErrors(dst, reqs, repe.SendError, msg), nil
-		}
-		b := batch{dst: dst, reqs: reqs}
-		end := p.exchange(w, &b, deadline)
-		if cap(p.rbuf) > keptBufferSize {
-			p.rbuf = nil
-		}
-		if end == endOK {
-			w.seq += uint64(n)
-			w.release()
-			return b.dst, nil
-		}
-		began, what := p.settle(w, &b, end, n)
-		p.retire(w)
-		if end == endDied && began == 0 {
-			// The worker died before it began any request of the batch
-			// (while idle, most likely): wait for the next one, as if
-			// the batch had come during the restart.
-			w.release()
-			continue
-		}
-		out := p.answerFailed(&b, began, what, end, deadline.Sub(start))
-		w.release()
-		return out, nil
-	}
+	out := c.dst
+	c.dst, c.reqs = nil, nil
+	p.calls.Put(c)
+	return out, nil
 }
 
-// batch is the state of one exchange with a worker.
-type batch struct {
-	dst     []byte // the replies are appended here
-	reqs    []byte // the request frames
-	next    int    // requests answered so far
-	at      int    // the offset in reqs of request next
-	written int    // bytes of reqs written to the worker
+// group is the state of one exchange with a worker: the calls it carries,
+// their requests back to back making up one stream.
+type group struct {
+	calls   []*call
+	n       int       // requests of all the calls
+	size    int       // bytes of all the calls' requests
+	written int       // bytes of the stream written to the worker
+	next    int       // requests answered so far
+	ci      int       // the index in calls of the call being answered
+	sent    time.Time // when the exchange began
+	running int       // the index in calls of the call last seen running
+	lastDL  int       // the index in calls of the last call with a deadline, -1 if none
+
+	iov []unix.Iovec // for writev, kept to avoid allocating
+}
+
+// start readies g for an exchange of the calls it holds, none answered.
+func (g *group) start() {
+	g.n, g.size, g.written, g.next, g.ci, g.running, g.lastDL = 0, 0, 0, 0, 0, 0, -1
+	g.sent = time.Now()
+	for i, c := range g.calls {
+		c.base, c.first, c.next, c.at, c.turn = g.size, g.n, 0, 0, time.Time{}
+		g.size += len(c.reqs)
+		g.n += c.n
+		if !c.deadline.IsZero() {
+			g.lastDL = i
+		}
+	}
+	// The worker begins the first call's requests as soon as it reads
+	// them.
+	g.calls[0].turn = g.sent
 }
 
 // countFrames counts the frames of reqs, or reports false when reqs is not
@@ -130,27 +145,6 @@ func appendErrors(dst, reqs []byte, code repe.ErrorCode, msg string) []byte {
 		reqs = reqs[m.Length():]
 	}
 	return dst
-}
-
-// acquire takes the batch slot, waiting until deadline at most.
-func (p *Plugin) acquire(deadline time.Time) bool {
-	select {
-	case p.sem <- struct{}{}:
-		return true
-	default:
-	}
-	if deadline.IsZero() {
-		p.sem <- struct{}{}
-		return true
-	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case p.sem <- struct{}{}:
-		return true
-	case <-t.C:
-		return false
-	}
 }
 
 // ready returns the serving worker, with a reference for the batch, waiting
@@ -195,27 +189,27 @@ func waitUntil(ch <-chan struct{}, deadline time.Time) bool {
 	}
 }
 
-// exchange writes the batch's requests to w and reads a record per
-// request, appending the replies to b.dst, until every request is
-// answered, the deadline passes or the worker fails.
+// exchange writes the group's requests to w and reads a record per
+// request, appending the replies to their calls' dst, until every request
+// is answered, a deadline passes or the worker fails.
 //
 // Writing and reading interleave, on a non-blocking socket, so that a batch
 // larger than the socket's buffers cannot deadlock: the worker answers the
 // first requests while the gateway still writes the last.
-func (p *Plugin) exchange(w *worker, b *batch, deadline time.Time) ending {
+func (p *Plugin) exchange(w *worker, g *group) ending {
 	buf := p.rbuf[:0]
 	if cap(buf) == 0 {
 		buf = make([]byte, 0, 64<<10)
 	}
 	defer func() { p.rbuf = buf[:0] }()
 	canWrite, gone := true, false
-	for b.at < len(b.reqs) {
+	for g.ci < len(g.calls) {
 		moved := false
-		if canWrite && b.written < len(b.reqs) {
-			k, err := unix.Write(w.sock, b.reqs[b.written:])
+		if canWrite && g.written < g.size {
+			k, err := g.write(w.sock)
 			switch {
 			case k > 0:
-				b.written += k
+				g.written += k
 				moved = true
 			case err != unix.EAGAIN && err != unix.EINTR:
 				// The worker is gone; what it wrote before can still be read.
@@ -228,7 +222,7 @@ func (p *Plugin) exchange(w *worker, b *batch, deadline time.Time) ending {
 		k, err := unix.Read(w.sock, buf[len(buf):cap(buf)])
 		if k > 0 {
 			buf = buf[:len(buf)+k]
-			used, bad := p.takeRecords(b, buf)
+			used, bad := p.takeRecords(g, buf)
 			if bad {
 				return endProtocol
 			}
@@ -243,10 +237,11 @@ func (p *Plugin) exchange(w *worker, b *batch, deadline time.Time) ending {
 		if moved {
 			continue
 		}
-		switch poll(&p.pfd, &p.ts, w, canWrite && b.written < len(b.reqs), deadline) {
-		case pollTimeout:
+		limit, overdue := g.limit(w, time.Now())
+		if overdue {
 			return endDeadline
-		case pollExited:
+		}
+		if poll(&p.pfd, &p.ts, w, canWrite && g.written < g.size, limit) == pollExited {
 			gone = true
 		}
 	}
@@ -256,6 +251,70 @@ func (p *Plugin) exchange(w *worker, b *batch, deadline time.Time) ending {
 		return endProtocol
 	}
 	return endOK
+}
+
+// write writes as much of the stream as the socket takes: one write for
+// one call, one writev for several, so that their requests are not copied.
+func (g *group) write(fd int) (int, error) {
+	if len(g.calls) == 1 {
+		return unix.Write(fd, g.calls[0].reqs[g.written:])
+	}
+	g.iov = g.iov[:0]
+	for _, c := range g.calls {
+		skip := g.written - c.base
+		if skip >= len(c.reqs) {
+			continue
+		}
+		v := unix.Iovec{Base: &c.reqs[max(skip, 0)]}
+		v.SetLen(len(c.reqs) - max(skip, 0))
+		if g.iov = append(g.iov, v); len(g.iov) == maxIovecs {
+			break
+		}
+	}
+	k, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&g.iov[0])), uintptr(len(g.iov)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(k), nil
+}
+
+// maxIovecs is the most buffers one writev takes (IOV_MAX on Linux).
+const maxIovecs = 1024
+
+// tick bounds the wait of an exchange that carries calls with deadlines
+// after the one running, so that the turn of each is seen within a tick
+// of its coming, and its deadline counted from then. An exchange that
+// ends sooner never wakes for it.
+const tick = time.Millisecond
+
+// limit returns when the exchange must next look at the worker's progress
+// (zero: not before a reply), and whether the call the worker is running
+// is past its deadline. The progress page says which request the worker
+// has begun last; its call's deadline counts from when its turn was first
+// seen (the exchange's start, for the first call).
+func (g *group) limit(w *worker, now time.Time) (at time.Time, overdue bool) {
+	began := int64(w.progress.started.Load()&^abortBit - w.seq)
+	i := g.next // the request running, or the next to run
+	if began > int64(g.next) && began <= int64(g.n) {
+		i = int(began) - 1
+	}
+	for g.running+1 < len(g.calls) && g.calls[g.running+1].first <= i {
+		g.running++
+	}
+	c := g.calls[g.running]
+	if c.turn.IsZero() {
+		c.turn = now
+	}
+	if !c.deadline.IsZero() {
+		at = c.turn.Add(c.deadline.Sub(g.sent))
+		if !now.Before(at) {
+			return at, true
+		}
+	}
+	if g.running < g.lastDL && (at.IsZero() || at.Sub(now) > tick) {
+		at = now.Add(tick)
+	}
+	return at, false
 }
 
 // roomForRecord makes room in buf for the rest of the record it starts
@@ -276,13 +335,13 @@ func roomForRecord(buf *[]byte) bool {
 }
 
 // takeRecords consumes the whole records at the front of recs, each the
-// answer to the batch's next request, and returns how many bytes they took.
+// answer to the group's next request, and returns how many bytes they took.
 // It never writes to recs. bad reports a record that cannot be one.
-func (p *Plugin) takeRecords(b *batch, recs []byte) (used int, bad bool) {
+func (p *Plugin) takeRecords(g *group, recs []byte) (used int, bad bool) {
 	for len(recs)-used >= recordHeaderSize {
 		kind := binary.LittleEndian.Uint32(recs[used+offRecordKind:])
 		size := binary.LittleEndian.Uint32(recs[used+offRecordLength:])
-		if b.at == len(b.reqs) || size > maxRecordSize {
+		if g.ci == len(g.calls) || size > maxRecordSize {
 			return used, true
 		}
 		end := used + recordHeaderSize + int(size)
@@ -290,9 +349,10 @@ func (p *Plugin) takeRecords(b *batch, recs []byte) (used int, bad bool) {
 			break
 		}
 		payload := recs[used+recordHeaderSize : end]
-		req := repe.Message(b.reqs[b.at:])
+		c := g.calls[g.ci]
+		req := repe.Message(c.reqs[c.at:])
 		n := int(req.Length())
-		if b.at+n > b.written {
+		if c.base+c.at+n > g.written {
 			// An answer to a request the worker cannot have read yet.
 			return used, true
 		}
@@ -302,7 +362,7 @@ func (p *Plugin) takeRecords(b *batch, recs []byte) (used int, bad bool) {
 				return used, true
 			}
 			if !req.Notify() {
-				b.dst = append(b.dst, payload...)
+				c.dst = append(c.dst, payload...)
 			}
 		case kindEmpty:
 			if size != 0 {
@@ -315,14 +375,19 @@ func (p *Plugin) takeRecords(b *batch, recs []byte) (used int, bad bool) {
 			code := repe.ErrorCode(binary.LittleEndian.Uint32(payload))
 			msg := string(payload[4:])
 			if !req.Notify() {
-				b.dst = repe.AppendError(b.dst, req.ID(), code, msg)
+				c.dst = repe.AppendError(c.dst, req.ID(), code, msg)
 			}
 			p.logCallError(req, "plugin call failed", msg)
 		default:
 			return used, true
 		}
-		b.next++
-		b.at += n
+		c.next++
+		c.at += n
+		g.next++
+		if c.at == len(c.reqs) {
+			c.done = true
+			g.ci++
+		}
 		used = end
 	}
 	return used, false
@@ -332,9 +397,9 @@ func (p *Plugin) takeRecords(b *batch, recs []byte) (used int, bad bool) {
 // any other request and kills it if it may still live; once the process
 // has exited (it waits for that, briefly), it collects the replies the
 // worker made but did not send, from the socket and from the progress
-// page. It returns how many of the batch's n requests the worker began, and
+// page. It returns how many of the group's requests the worker began, and
 // what happened to it ("died (signal SIGSEGV)").
-func (p *Plugin) settle(w *worker, b *batch, end ending, n int) (began int, what string) {
+func (p *Plugin) settle(w *worker, g *group, end ending) (began int, what string) {
 	var count uint64
 	switch end {
 	case endDeadline:
@@ -342,8 +407,8 @@ func (p *Plugin) settle(w *worker, b *batch, end ending, n int) (began int, what
 		count = w.progress.abort()
 		w.kill(killDeadline)
 		if w.waitKilled() {
-			p.drain(w, b)
-			p.recoverPending(w, b)
+			p.drain(w, g)
+			p.recoverPending(w, g)
 		}
 	case endProtocol:
 		// Neither its socket nor its page can be trusted.
@@ -362,25 +427,25 @@ func (p *Plugin) settle(w *worker, b *batch, end ending, n int) (began int, what
 		}
 		count = w.progress.abort()
 		if status != "" {
-			p.recoverPending(w, b)
+			p.recoverPending(w, g)
 		}
 	}
-	if count < w.seq || count-w.seq > uint64(n) || count-w.seq < uint64(b.next) {
+	if count < w.seq || count-w.seq > uint64(g.n) || count-w.seq < uint64(g.next) {
 		// The plugin has written over the page: every request not
 		// answered may have run.
-		return n, what
+		return g.n, what
 	}
 	return int(count - w.seq), what
 }
 
 // drain reads what the socket still holds from a worker that has exited.
-func (p *Plugin) drain(w *worker, b *batch) {
+func (p *Plugin) drain(w *worker, g *group) {
 	buf := p.rbuf[:0]
 	if cap(buf) == 0 {
 		buf = make([]byte, 0, 64<<10)
 	}
 	defer func() { p.rbuf = buf[:0] }()
-	for b.at < len(b.reqs) && roomForRecord(&buf) {
+	for g.ci < len(g.calls) && roomForRecord(&buf) {
 		k, err := unix.Read(w.sock, buf[len(buf):cap(buf)])
 		if k <= 0 {
 			if err == unix.EINTR {
@@ -389,7 +454,7 @@ func (p *Plugin) drain(w *worker, b *batch) {
 			return
 		}
 		buf = buf[:len(buf)+k]
-		used, bad := p.takeRecords(b, buf)
+		used, bad := p.takeRecords(g, buf)
 		if bad {
 			return
 		}
@@ -399,9 +464,9 @@ func (p *Plugin) drain(w *worker, b *batch) {
 
 // recoverPending takes the replies that an exited worker left in the area
 // of its progress page, skipping those the socket carried.
-func (p *Plugin) recoverPending(w *worker, b *batch) {
+func (p *Plugin) recoverPending(w *worker, g *group) {
 	recs, base, ok := w.progress.pending()
-	want := w.seq + uint64(b.next)
+	want := w.seq + uint64(g.next)
 	if !ok || base > want {
 		return
 	}
@@ -415,43 +480,44 @@ func (p *Plugin) recoverPending(w *worker, b *batch) {
 		}
 		recs = recs[recordHeaderSize+size:]
 	}
-	p.takeRecords(b, recs)
+	p.takeRecords(g, recs)
 }
 
-// answerFailed answers the batch's requests not answered after a failure:
-// the one that was running with connection_failure (timeout for a
-// deadline), those the worker had not begun with send_error. Requests
-// begun before the running one have replies, unless the worker corrupted
-// them; those get connection_failure too.
-func (p *Plugin) answerFailed(b *batch, began int, what string, end ending, budget time.Duration) []byte {
+// answerFailed answers the requests of c, a call of the group, not
+// answered after a failure, when the worker had begun at least one of
+// them (began is the group's count): the one that was running with
+// connection_failure (timeout for a deadline), those the worker had not
+// begun with send_error. Requests begun before the running one have
+// replies, unless the worker corrupted them; those get connection_failure
+// too.
+func (p *Plugin) answerFailed(c *call, began int, what string, end ending) {
 	q := strconv.Quote(p.name)
 	lost := "connection_failure: plugin " + q + " ran this request, but its worker " + what + " and its reply was lost"
-	code, ran := repe.ConnectionFailure, "connection_failure: the worker of plugin "+q+" "+what+" while running this request"
+	failCode, ran := repe.ConnectionFailure, "connection_failure: the worker of plugin "+q+" "+what+" while running this request"
 	rest := "send_error: the worker of plugin " + q + " " + what + " before this request started" +
 		"; this request did not run and is safe to retry"
 	if end == endDeadline {
-		code, ran = repe.Timeout, "timeout: plugin "+q+" did not answer within "+budget.Round(time.Millisecond).String()+
+		failCode, ran = repe.Timeout, "timeout: plugin "+q+" did not answer within "+c.deadline.Sub(c.start).Round(time.Millisecond).String()+
 			"; its worker was killed and restarts"
 		rest = "send_error: plugin " + q + " timed out on an earlier request before this one started" +
 			"; this request did not run and is safe to retry"
 	}
-	dst := b.dst
-	for i, reqs := b.next, b.reqs[b.at:]; len(reqs) > 0; i++ {
+	for i, reqs := c.first+c.next, c.reqs[c.at:]; len(reqs) > 0; i++ {
 		req := repe.Message(reqs)
 		reqs = reqs[req.Length():]
-		c, msg := repe.SendError, rest
+		code, msg := repe.SendError, rest
 		switch {
 		case i < began-1:
-			c, msg = repe.ConnectionFailure, lost
+			code, msg = repe.ConnectionFailure, lost
 		case i == began-1:
-			c, msg = code, ran
+			code, msg = failCode, ran
 			p.logCallError(req, "plugin request failed", ran)
 		}
 		if !req.Notify() {
-			dst = repe.AppendError(dst, req.ID(), c, msg)
+			c.dst = repe.AppendError(c.dst, req.ID(), code, msg)
 		}
 	}
-	return dst
+	c.done = true
 }
 
 // logCallError logs a request the plugin could not answer, at most once per

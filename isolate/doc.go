@@ -15,9 +15,12 @@
 // client's pipelined requests in one write, the worker runs them one after
 // another, in order, on one thread, and writes their replies back in one
 // write. A pipelined client costs one round trip per batch, not one per
-// request. A worker runs one batch at a time; concurrent calls wait their
-// turn. (A plugin that must serve several connections at once could get a
-// pool of workers; one is what exists.)
+// request. A worker runs one exchange at a time, and the calls that arrive
+// meanwhile share the next: their batches go to the worker in one write,
+// in the order they came, and their replies come back in one, each call
+// getting its own. Many clients with a request each cost one round trip
+// between them, not one each. (A plugin that must run several requests at
+// once could get a pool of workers; one is what exists.)
 //
 // The worker keeps count of the requests it begins, and the replies it has
 // made but not yet written, in a page of memory it shares with the gateway
@@ -48,6 +51,10 @@
 //	                         failed, or the plugin is failed, closed,
 //	                         restarting or busy with other batches until the
 //	                         deadline. The message says which.
+//
+// Other calls that shared the failing exchange keep the replies their
+// requests got; a call none of whose requests the worker had begun waits
+// for the next worker, as a call that came during the restart does.
 //
 // The gateway kills a worker that may still live (SIGKILL), logs its end
 // with its status, and starts a new one in the background after a backoff:

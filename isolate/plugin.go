@@ -79,9 +79,16 @@ type Plugin struct {
 	// From the first worker's handshake; fixed once Start returns.
 	file, name, version, root string
 
-	// sem admits one batch at a time: a worker answers one batch, then the
-	// next.
+	// sem is held by the leader while it runs an exchange, and by Close
+	// while it waits for the exchange in flight.
 	sem chan struct{}
+
+	// The calls waiting for the next exchange, and whether a caller leads
+	// (queue.go).
+	qmu    sync.Mutex
+	queue  []*call
+	leader bool
+	calls  sync.Pool // of *call
 
 	mu       sync.Mutex
 	state    State
@@ -92,11 +99,12 @@ type Plugin struct {
 
 	restarts, crashes, timeouts atomic.Uint64
 
-	// Used only by the batch that holds sem, so that a call allocates
+	// Used only by the leader that holds sem, so that a call allocates
 	// nothing.
-	rbuf []byte
-	pfd  [2]unix.PollFd
-	ts   unix.Timespec
+	group group
+	rbuf  []byte
+	pfd   [2]unix.PollFd
+	ts    unix.Timespec
 
 	stop    chan struct{} // closed by Close: stop the worker, start no other
 	kill    chan struct{} // closed by Close when its context ends
@@ -130,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (*Plugin, error) {
 		cfg:     cfg,
 		file:    cfg.File,
 		sem:     make(chan struct{}, 1),
+		calls:   sync.Pool{New: newCall},
 		changed: make(chan struct{}),
 		stop:    make(chan struct{}),
 		kill:    make(chan struct{}),

@@ -27,7 +27,7 @@ type worker struct {
 	// seq counts the requests the worker answered in the batches before
 	// the current one, so that the counts of the progress page, which run
 	// over the worker's life, minus seq are the current batch's. Used by
-	// the batch holding Plugin.sem only.
+	// the leader holding Plugin.sem only.
 	seq uint64
 
 	// refs counts the holders of sock, pidfd and lifeline: the supervisor,
