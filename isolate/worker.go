@@ -94,6 +94,12 @@ func ServeWorker(args []string) int {
 	// One thread runs every call: the plugin's thread-local state, and
 	// glibc's malloc arena for it, exist once.
 	runtime.LockOSThread()
+	// A second P, so that the runtime leaves this thread's P alone while
+	// it waits in read for the next batch: with one P (a worker pinned to
+	// one CPU, as it inherits the gateway's affinity), the runtime takes
+	// the P back from every read that blocks, and wakes another thread to
+	// hold it, which costs a context switch or two per batch.
+	runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0)))
 	if *limit != 0 {
 		if err := limitMemory(*limit); err != nil {
 			say("isolate: worker: " + err.Error())
