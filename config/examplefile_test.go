@@ -67,6 +67,13 @@ func TestExampleFile(t *testing.T) {
 			IdleTimeout:       0,
 			PluginConcurrency: 0,
 		}, f.Gateway(nil))
+		assert.Equal(t, Listen{
+			Addr:    ptr(gateway.DefaultAddr),
+			TLSAddr: ptr("127.0.0.1:5443"), // no default, which is none: the file shows one
+			TLSCert: ptr("../tls/server.crt"), TLSKey: ptr("../tls/server.key"),
+			TLSClientCA: ptr("../tls/clients-ca.crt"),
+			HTTPAddr:    ptr("127.0.0.1:8080"), // likewise
+		}, f.Listen)
 		assert.Equal(t, DefaultShutdownTimeout, *f.Limits.ShutdownTimeout)
 		assert.Equal(t, time.Duration(0), *f.Limits.ShutdownDelay)
 		assert.Equal(t, Admin{

@@ -31,6 +31,23 @@ type File struct {
 type Listen struct {
 	// Addr is the TCP address, HOST:PORT. Default gateway.DefaultAddr.
 	Addr *string `key:"addr"`
+	// TLSAddr is a second address, HOST:PORT, that serves REPE over TLS
+	// with TLSCert and TLSKey. Default: none.
+	TLSAddr *string `key:"tls_addr"`
+	// TLSCert and TLSKey are the PEM files of the TLS certificate (its
+	// chain) and its private key; relative paths are relative to the
+	// configuration file's directory. They are read again when they
+	// change, and on SIGHUP. Default: none.
+	TLSCert *string `key:"tls_cert"`
+	TLSKey  *string `key:"tls_key"`
+	// TLSClientCA is a PEM file of the certificates that sign client
+	// certificates: with it, a TLS client without a valid certificate is
+	// refused in the handshake (mutual TLS). Default: none, no client
+	// certificate is asked for.
+	TLSClientCA *string `key:"tls_client_ca"`
+	// HTTPAddr is an address, HOST:PORT, that serves HTTP: REPE frames
+	// over a WebSocket at GET /repe. Default: none.
+	HTTPAddr *string `key:"http_addr"`
 }
 
 // Limits bound what clients can make the gateway hold or wait for. The

@@ -141,6 +141,11 @@ func checked(check func(string) error) func(string) (string, error) {
 // in the order of the example file. Each has a flag, and so a variable.
 var settings = []setting{
 	textSetting("listen.addr", "addr", func(s sections) **string { return &s.listen.Addr }, checked(checkAddr)),
+	textSetting("listen.tls_addr", "tls-addr", func(s sections) **string { return &s.listen.TLSAddr }, checked(checkAddr)),
+	pathSetting("listen.tls_cert", "tls-cert", func(s sections) **string { return &s.listen.TLSCert }),
+	pathSetting("listen.tls_key", "tls-key", func(s sections) **string { return &s.listen.TLSKey }),
+	pathSetting("listen.tls_client_ca", "tls-client-ca", func(s sections) **string { return &s.listen.TLSClientCA }),
+	textSetting("listen.http_addr", "http-addr", func(s sections) **string { return &s.listen.HTTPAddr }, checked(checkAddr)),
 
 	sizeSetting("limits.max_message_size", "max-message-size",
 		func(s sections) **uint64 { return &s.limits.MaxMessageSize }, repe.HeaderSize, MaxMessageSize),

@@ -60,6 +60,11 @@ func parseFlags(args []string, stdout io.Writer) (*commandLine, error) {
 		return nil
 	})
 	set("addr", gateway.DefaultAddr, "listen on `HOST:PORT`")
+	set("tls-addr", "", "also serve REPE over TLS on `HOST:PORT`, with --tls-cert and --tls-key")
+	set("tls-cert", "", "the TLS certificate chain, PEM `FILE`; read again when it changes and on SIGHUP")
+	set("tls-key", "", "the TLS private key, PEM `FILE`")
+	set("tls-client-ca", "", "require TLS clients to present a certificate signed by a CA in the PEM `FILE`")
+	set("http-addr", "", "serve REPE over a WebSocket at GET /repe on `HOST:PORT`")
 	set("max-message-size", config.FormatSize(repe.DefaultMaxMessageSize),
 		"refuse frames longer than `SIZE`: bytes, or with KiB, MiB or GiB; at most "+config.FormatSize(config.MaxMessageSize))
 	set("max-conns", strconv.Itoa(gateway.DefaultMaxConns), "close connections beyond `N` at once")

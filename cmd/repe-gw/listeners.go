@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/repe-gw/repe-gw/config"
+	"github.com/repe-gw/repe-gw/gateway"
+)
+
+// listenerStartTimeout bounds the shutdown of a server whose other
+// listeners failed to start: nothing has been served yet.
+const listenerStartTimeout = 5 * time.Second
+
+// startListeners starts the listeners that feed srv besides its TCP one,
+// those f asks for: TLS. They close when srv shuts down. When one cannot
+// start, srv is shut down and the reason returned.
+func startListeners(log *slog.Logger, f *config.File, srv *gateway.Server, stop <-chan struct{}) error {
+	err := func() error {
+		ts, err := tlsSettingsOf(f)
+		if err != nil || ts == nil {
+			return err
+		}
+		return startTLS(log, ts, srv, stop)
+	}()
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), listenerStartTimeout)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+	return err
+}
