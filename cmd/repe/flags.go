@@ -18,6 +18,7 @@ const defaultAddr = "127.0.0.1:5099"
 const usageText = `Usage: repe [flags] COMMAND PATH [BODY]
        repe record --listen HOST:PORT --upstream HOST:PORT --out DIR
        repe replay DIR [--addr HOST:PORT] [--expect FILE]
+       repe plugins|stats [--json] [--addr HOST:PORT]
 
 Calls a REPE server (repe-gw, a Glaze asio_server, ...) and prints the reply;
 records the traffic to a server, and replays a recording as a golden test.
@@ -34,6 +35,8 @@ Commands:
                                 --out, until interrupted
   replay DIR                    replay a recording in order against --addr;
                                 exit 1 if any reply differs
+  plugins                       list the plugins a repe-gw serves
+  stats                         show a repe-gw's counts, by plugin
 
 Flags (before or after the command):
   --addr HOST:PORT  server address (default $REPE_ADDR, else ` + defaultAddr + `)
@@ -49,6 +52,7 @@ Flags (before or after the command):
   --expect FILE     replay: cases a server deliberately answers otherwise,
                     with the error it gives instead (JSON, as in
                     conformance/testdata/expectations.json)
+  --json            plugins, stats: print the gateway's JSON, not a table
 
 JSON and BEVE replies are printed as JSON, UTF-8 replies as text, other
 bodies as hex. An error reply prints "<ec name> (<ec>): <message>" on
@@ -79,7 +83,10 @@ type options struct {
 	upstream string
 	out      string
 	expect   string
-	set      map[string]bool // the flags given, by name
+
+	json bool // plugins and stats
+
+	set map[string]bool // the flags given, by name
 }
 
 var errHelp = errors.New("help requested")
@@ -104,6 +111,7 @@ func parseArgs(args []string, envAddr string, stdout io.Writer) (options, []stri
 	fs.StringVar(&opts.upstream, "upstream", "", "record: server address")
 	fs.StringVar(&opts.out, "out", "", "record: recording directory")
 	fs.StringVar(&opts.expect, "expect", "", "replay: expectations file")
+	fs.BoolVar(&opts.json, "json", false, "plugins, stats: JSON")
 	fs.Func("id", "request id", func(s string) error {
 		id, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
@@ -170,10 +178,11 @@ var commandFlags = map[string][]string{
 	"upstream": {"record"},
 	"out":      {"record"},
 	"expect":   {"replay"},
-	"raw":      {"get", "set", "call"},
+	"json":     {"plugins", "stats"},
+	"raw":      {"get", "set", "call", "plugins", "stats"},
 	"beve":     {"get", "set", "call", "notify"},
 	"id":       {"get", "set", "call", "notify"},
-	"addr":     {"get", "set", "call", "notify", "replay"},
+	"addr":     {"get", "set", "call", "notify", "replay", "plugins", "stats"},
 }
 
 // checkFlags returns an error for a flag given to a command that does not

@@ -67,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runRecord(opts, stderr)
 	case "replay":
 		return runReplay(cmd.path, opts, stdout, stderr)
+	case "plugins", "stats":
+		return runIntrospect(cmd.name, opts, stdout, stderr)
 	}
 
 	body, err := readBody(cmd.source, stdin)
@@ -126,7 +128,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // command is what the positional arguments ask for.
 type command struct {
-	name   string // get, set, call, notify, record or replay
+	name   string // get, set, call, notify, record, replay, plugins or stats
 	path   string // the query; replay's directory
 	source string // the body argument: JSON, "-" or "@FILE"; "" for none
 	notify bool
@@ -164,6 +166,11 @@ func parseCommand(pos []string) (command, error) {
 		if len(rest) != 1 {
 			return cmd, errors.New("replay takes DIR, the recording")
 		}
+	case "plugins", "stats":
+		if len(rest) != 0 {
+			return cmd, errors.New(cmd.name + " takes no argument but its flags")
+		}
+		return cmd, nil
 	default:
 		return cmd, fmt.Errorf("unknown command %q", cmd.name)
 	}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/repe-gw/repe-gw/client"
+)
+
+// The plugins and stats commands ask a repe-gw about itself, at the root
+// it reserves for that (/_gw), and show the answer as a table, or as the
+// gateway's JSON with --json.
+
+type pluginRow struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Root    string `json:"root"`
+	Mode    string `json:"mode"`
+	State   string `json:"state"`
+	SHA256  string `json:"sha256"`
+}
+
+type statsReply struct {
+	Connections struct {
+		Accepted uint64            `json:"accepted"`
+		Open     int               `json:"open"`
+		Closed   map[string]uint64 `json:"closed"`
+	} `json:"connections"`
+	BytesIn  uint64            `json:"bytes_in"`
+	BytesOut uint64            `json:"bytes_out"`
+	Replies  map[string]uint64 `json:"replies"`
+	Plugins  []struct {
+		Name        string            `json:"name"`
+		Root        string            `json:"root"`
+		Replies     map[string]uint64 `json:"replies"`
+		Notifies    uint64            `json:"notifies"`
+		InlineCalls uint64            `json:"inline_calls"`
+		WorkerCalls uint64            `json:"worker_calls"`
+		InFlight    int               `json:"in_flight"`
+		Queued      int               `json:"queued"`
+		Timeouts    uint64            `json:"timeouts"`
+		Refused     uint64            `json:"refused"`
+		CircuitOpen bool              `json:"circuit_open"`
+	} `json:"plugins"`
+}
+
+// runIntrospect asks the gateway at opts.addr for path under its reserved
+// root and prints the reply.
+func runIntrospect(name string, opts options, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), opts.timeout)
+	defer cancel()
+	c, err := client.Dial(ctx, opts.addr, &client.Config{Conns: 1})
+	if err != nil {
+		return reportError(stderr, err, client.Reply{}, "connect to", opts)
+	}
+	defer c.Close()
+	reply, err := c.Call(ctx, "/_gw/"+name, nil)
+	if err != nil {
+		code := reportError(stderr, err, reply, "get a reply from", opts)
+		fmt.Fprintf(stderr, "repe: %s is answered by repe-gw only; is %s one?\n", name, opts.addr)
+		return code
+	}
+	if opts.json {
+		if err := writeBody(stdout, stderr, reply.BodyFormat, reply.Body, opts.raw); err != nil {
+			fmt.Fprintf(stderr, "repe: writing the reply: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	switch name {
+	case "plugins":
+		var rows []pluginRow
+		if err := json.Unmarshal(reply.Body, &rows); err != nil {
+			fmt.Fprintf(stderr, "repe: the gateway's plugin list: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintln(tw, "NAME\tVERSION\tROOT\tMODE\tSTATE\tSHA256")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Version, r.Root, r.Mode, r.State, short(r.SHA256))
+		}
+	case "stats":
+		var s statsReply
+		if err := json.Unmarshal(reply.Body, &s); err != nil {
+			fmt.Fprintf(stderr, "repe: the gateway's stats: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(tw, "connections\t%d open, %d accepted\n", s.Connections.Open, s.Connections.Accepted)
+		fmt.Fprintf(tw, "bytes\t%d in, %d out\n", s.BytesIn, s.BytesOut)
+		fmt.Fprintf(tw, "gateway replies\t%s\n\n", ecSummary(s.Replies))
+		fmt.Fprintln(tw, "PLUGIN\tROOT\tREPLIES\tERRORS\tNOTIFIES\tINLINE\tWORKER\tIN FLIGHT\tQUEUED\tTIMEOUTS\tREFUSED\tCIRCUIT")
+		for _, p := range s.Plugins {
+			var total, ok uint64
+			for ec, n := range p.Replies {
+				total += n
+				if ec == "0" {
+					ok += n
+				}
+			}
+			circuit := "closed"
+			if p.CircuitOpen {
+				circuit = "open"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.Root, total, total-ok, p.Notifies,
+				p.InlineCalls, p.WorkerCalls, p.InFlight, p.Queued, p.Timeouts, p.Refused, circuit)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return exitFailure
+	}
+	return exitOK
+}
+
+// short abbreviates a digest for a table, as git abbreviates commits.
+func short(digest string) string {
+	if len(digest) > 12 {
+		return digest[:12]
+	}
+	return digest
+}
+
+// ecSummary writes counts by ec as "ec 6: 3, ec 2: 1", lowest ec first.
+func ecSummary(byEC map[string]uint64) string {
+	if len(byEC) == 0 {
+		return "none"
+	}
+	var ecs []int
+	for ec := range byEC {
+		n, _ := strconv.Atoi(ec)
+		ecs = append(ecs, n)
+	}
+	slices.Sort(ecs)
+	out := ""
+	for i, ec := range ecs {
+		if i > 0 {
+			out += ", "
+		}
+		out += fmt.Sprintf("ec %d: %d", ec, byEC[strconv.Itoa(ec)])
+	}
+	return out
+}
