@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"strconv"
@@ -171,6 +172,25 @@ func (c *Client) pick(ctx context.Context, query string) (*conn, error) {
 	return c.connAt(ctx, query, s)
 }
 
+// dial opens one connection as the Config asks: its Dial, TLS or TCP.
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	switch {
+	case c.cfg.Dial != nil:
+		if c.cfg.DialTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, c.cfg.DialTimeout)
+			defer cancel()
+		}
+		return c.cfg.Dial(ctx, c.addr)
+	case c.cfg.TLS != nil:
+		// The handshake happens here, so that a refused certificate is
+		// the dial's error rather than the first call's.
+		d := tls.Dialer{NetDialer: &c.dialer, Config: c.cfg.TLS}
+		return d.DialContext(ctx, "tcp", c.addr)
+	}
+	return c.dialer.DialContext(ctx, "tcp", c.addr)
+}
+
 func (c *Client) connAt(ctx context.Context, query string, s *slot) (*conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -180,7 +200,7 @@ func (c *Client) connAt(ctx context.Context, query string, s *slot) (*conn, erro
 	if cn := s.conn.Load(); cn != nil && !cn.dead.Load() {
 		return cn, nil // another call dialled it meanwhile
 	}
-	nc, err := c.dialer.DialContext(ctx, "tcp", c.addr)
+	nc, err := c.dial(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, contextError(query, ctx)

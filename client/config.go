@@ -1,8 +1,11 @@
 package client
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"time"
 
@@ -27,6 +30,17 @@ type Config struct {
 	// DialTimeout bounds each connection attempt, in addition to the
 	// context of the call that makes it. Default 10s.
 	DialTimeout time.Duration
+
+	// TLS, when set, makes every connection a TLS connection configured by
+	// it (TLSFiles builds one from PEM files). A ServerName left empty is
+	// taken from the address, as crypto/tls does. Default: plain TCP.
+	TLS *tls.Config
+
+	// Dial, when set, opens each connection instead of a TCP dial (and
+	// instead of TLS: a Dial that wants it does it itself). It lets REPE
+	// travel over another stream, a WebSocket say. The context carries
+	// DialTimeout. Default: TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// Logger receives debug records about connections that fail and
 	// replies that match no call. Default: discard.
