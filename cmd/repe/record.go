@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/repe-gw/repe-gw/conformance/replay"
 	"github.com/repe-gw/repe-gw/repe"
@@ -39,7 +40,7 @@ func runRecord(opts options, stderr io.Writer) int {
 	context.AfterFunc(ctx, func() { ln.Close() })
 
 	// The log serialises the lines of concurrent connections.
-	p := &proxy{w: w, upstream: opts.upstream, opts: opts, log: log.New(stderr, "repe: ", 0)}
+	p := &proxy{w: w, upstream: opts.upstream, dialTimeout: opts.timeout, log: log.New(stderr, "repe: ", 0)}
 	p.log.Printf("recording: listening on %s, forwarding to %s, writing %s; stop with Ctrl-C", ln.Addr(), opts.upstream, opts.out)
 	var wg sync.WaitGroup
 	code := exitOK
@@ -65,10 +66,10 @@ func runRecord(opts options, stderr io.Writer) int {
 
 // proxy forwards connections and records what passes.
 type proxy struct {
-	w        *replay.Writer
-	upstream string
-	opts     options
-	log      *log.Logger
+	w           *replay.Writer
+	upstream    string
+	dialTimeout time.Duration
+	log         *log.Logger
 
 	mu        sync.Mutex
 	writeFail bool // a case could not be written
@@ -127,7 +128,7 @@ func (q *waiting) drain() [][]byte {
 func (p *proxy) serve(ctx context.Context, client net.Conn) {
 	defer client.Close()
 	from := client.RemoteAddr().String()
-	up, err := net.DialTimeout("tcp", p.upstream, p.opts.timeout)
+	up, err := net.DialTimeout("tcp", p.upstream, p.dialTimeout)
 	if err != nil {
 		p.log.Printf("%s: %v", from, err)
 		return
