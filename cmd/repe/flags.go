@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/repe-gw/repe-gw/client"
 )
 
 // defaultAddr is where repe-gw listens by default (make run).
@@ -42,6 +44,14 @@ Flags (before or after the command):
   --addr HOST:PORT  server address (default $REPE_ADDR, else ` + defaultAddr + `)
   --timeout D       give up after D, connecting included (default 5s); for
                     replay, each wait for a reply; for record, each dial
+  --tls             connect with TLS (1.2 or later); implied by the four below
+  --cacert FILE     trust the CA certificates in FILE (PEM), not the system's
+  --cert FILE, --key FILE
+                    present this client certificate and key (PEM), for a
+                    server that requires one (mutual TLS)
+  --server-name NAME
+                    the name the server's certificate must carry (default:
+                    the host of --addr)
   --raw             print JSON compact rather than indented, binary as plain hex
   --beve            send the JSON body encoded as BEVE (body_format 1)
   --id N            request id (default: chosen by the client, from 1)
@@ -77,6 +87,9 @@ type options struct {
 	id      uint64
 	hasID   bool
 	version bool
+	// tls and its files: --tls, --cacert, --cert, --key, --server-name.
+	tls      bool
+	tlsFiles client.TLSFiles
 
 	// record and replay
 	listen   string
@@ -106,6 +119,11 @@ func parseArgs(args []string, envAddr string, stdout io.Writer) (options, []stri
 	fs.DurationVar(&opts.timeout, "timeout", opts.timeout, "give up after this long")
 	fs.BoolVar(&opts.raw, "raw", false, "compact JSON, plain hex")
 	fs.BoolVar(&opts.beve, "beve", false, "send the body as BEVE")
+	fs.BoolVar(&opts.tls, "tls", false, "connect with TLS")
+	fs.StringVar(&opts.tlsFiles.CACert, "cacert", "", "TLS: CA certificates")
+	fs.StringVar(&opts.tlsFiles.Cert, "cert", "", "TLS: client certificate")
+	fs.StringVar(&opts.tlsFiles.Key, "key", "", "TLS: client key")
+	fs.StringVar(&opts.tlsFiles.ServerName, "server-name", "", "TLS: server name")
 	fs.BoolVar(&opts.version, "version", false, "print the version")
 	fs.StringVar(&opts.listen, "listen", "", "record: listen address")
 	fs.StringVar(&opts.upstream, "upstream", "", "record: server address")
@@ -183,6 +201,12 @@ var commandFlags = map[string][]string{
 	"beve":     {"get", "set", "call", "notify"},
 	"id":       {"get", "set", "call", "notify"},
 	"addr":     {"get", "set", "call", "notify", "replay", "plugins", "stats"},
+	// TLS is for the commands that dial with the client package.
+	"tls":         {"get", "set", "call", "notify", "plugins", "stats"},
+	"cacert":      {"get", "set", "call", "notify", "plugins", "stats"},
+	"cert":        {"get", "set", "call", "notify", "plugins", "stats"},
+	"key":         {"get", "set", "call", "notify", "plugins", "stats"},
+	"server-name": {"get", "set", "call", "notify", "plugins", "stats"},
 }
 
 // checkFlags returns an error for a flag given to a command that does not

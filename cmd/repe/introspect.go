@@ -54,7 +54,12 @@ type statsReply struct {
 func runIntrospect(name string, opts options, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), opts.timeout)
 	defer cancel()
-	c, err := client.Dial(ctx, opts.addr, &client.Config{Conns: 1})
+	cfg, err := opts.clientConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "repe: %v\n", err)
+		return exitFailure
+	}
+	c, err := client.Dial(ctx, opts.addr, cfg)
 	if err != nil {
 		return reportError(stderr, err, client.Reply{}, "connect to", opts)
 	}

@@ -98,7 +98,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), opts.timeout)
 	defer cancel()
 	// One call needs one connection, not the default pool.
-	c, err := client.Dial(ctx, opts.addr, &client.Config{Conns: 1})
+	cfg, err := opts.clientConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "repe: %v\n", err)
+		return exitFailure
+	}
+	c, err := client.Dial(ctx, opts.addr, cfg)
 	if err != nil {
 		return reportError(stderr, err, client.Reply{}, "connect to", opts)
 	}
