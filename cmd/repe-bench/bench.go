@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -126,9 +127,14 @@ wait:
 // dialAll opens the connections, all or none.
 func dialAll(ctx context.Context, cfg *config, p *plan) ([]*conn, error) {
 	d := net.Dialer{Timeout: cfg.timeout}
+	dial := d.DialContext
+	if cfg.tls != nil {
+		// tls.Dialer makes the handshake here, before the clock starts.
+		dial = (&tls.Dialer{NetDialer: &d, Config: cfg.tls}).DialContext
+	}
 	conns := make([]*conn, 0, cfg.conns)
 	for i := range cfg.conns {
-		nc, err := d.DialContext(ctx, "tcp", cfg.addr)
+		nc, err := dial(ctx, "tcp", cfg.addr)
 		if err != nil {
 			for _, c := range conns {
 				c.nc.Close()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/repe-gw/repe-gw/client"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -46,7 +48,9 @@ type config struct {
 	progress    bool
 	progressSet bool
 	cpuProfile  string
-	version     bool
+	// tls configures TLS connections; nil for plain TCP.
+	tls     *tls.Config
+	version bool
 
 	// What to send: either one request built from query and body, or the
 	// frames of a replay directory.
@@ -99,6 +103,13 @@ Checks:
 Server and output:
   --addr HOST:PORT      the server (default $REPE_ADDR, else 127.0.0.1:5099)
   --allow-remote        allow an address that is not loopback
+  --tls                 connect with TLS (1.2 or later); implied by the four
+                        below. The handshakes happen before the measurement
+  --cacert FILE         trust the CA certificates in FILE (PEM)
+  --cert FILE           present this client certificate (PEM), for mutual TLS
+  --key FILE            the client certificate's private key (PEM)
+  --server-name NAME    the name the server's certificate must carry
+                        (default: the host of --addr)
   --server-pid PID      also report the CPU time per request of process PID,
                         the server, from /proc/PID/stat
   --format FORMAT       the summary as text or json (default text)
@@ -129,10 +140,17 @@ func parseFlags(args []string, getenv func(string) string, stdin io.Reader) (*co
 	}
 	var (
 		bodyInline, bodyFile, bodyFormat, expectEC string
+		useTLS                                     bool
+		tlsFiles                                   client.TLSFiles
 	)
 	// The texts below are for completeness only: usage is what -h prints.
 	fs.StringVar(&cfg.addr, "addr", addr, "the server")
 	fs.BoolVar(&cfg.allowRemote, "allow-remote", false, "allow an address that is not loopback")
+	fs.BoolVar(&useTLS, "tls", false, "connect with TLS")
+	fs.StringVar(&tlsFiles.CACert, "cacert", "", "TLS: CA certificates")
+	fs.StringVar(&tlsFiles.Cert, "cert", "", "TLS: client certificate")
+	fs.StringVar(&tlsFiles.Key, "key", "", "TLS: client key")
+	fs.StringVar(&tlsFiles.ServerName, "server-name", "", "TLS: server name")
 	fs.IntVar(&cfg.conns, "c", 1, "connections")
 	fs.IntVar(&cfg.pipeline, "P", 1, "requests in flight on each connection")
 	fs.Int64Var(&cfg.requests, "n", 0, "requests to measure")
@@ -194,6 +212,11 @@ func parseFlags(args []string, getenv func(string) string, stdin io.Reader) (*co
 	}
 
 	var err error
+	if useTLS || tlsFiles != (client.TLSFiles{}) {
+		if cfg.tls, err = client.TLSConfig(tlsFiles); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.expectEC, cfg.anyEC, err = parseEC(expectEC); err != nil {
 		return nil, err
 	}

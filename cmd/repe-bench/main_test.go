@@ -375,7 +375,7 @@ func TestUsage(t *testing.T) {
 // parseFlags defines: each is listed, spelled as the documentation spells
 // it (one dash for one letter, two for words).
 func TestUsageListsEveryFlag(t *testing.T) {
-	names := []string{"addr", "allow-remote", "c", "P", "n", "z", "q", "warmup", "timeout", "query", "body",
+	names := []string{"addr", "allow-remote", "tls", "cacert", "cert", "key", "server-name", "c", "P", "n", "z", "q", "warmup", "timeout", "query", "body",
 		"body-file", "body-format", "notify-ratio", "replay", "expect-ec", "max-reply", "server-pid",
 		"format", "progress", "cpuprofile", "version"}
 	for _, name := range names {
