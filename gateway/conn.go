@@ -102,13 +102,19 @@ type inlineRun struct {
 	tally        *tally
 }
 
-// enter makes the run's plugin l, and reports false when l has no free slot.
+// enter makes the run's plugin l, and reports false when l has no free
+// slot, or when a reload has retired it: a slot taken before the check
+// holds the lane's drain back (Server.Swap), one taken after is given back.
 func (r *inlineRun) enter(l *lane, now func() int64) bool {
 	if r.l == l {
 		return true
 	}
 	r.end(now)
 	if !l.tryEnter() {
+		return false
+	}
+	if l.retired.Load() {
+		l.leave()
 		return false
 	}
 	r.l, r.calls, r.ok, r.notifies, r.start = l, 0, 0, 0, now()
@@ -124,7 +130,7 @@ func (r *inlineRun) end(now func() int64) {
 	r.l = nil
 	ns := now() - r.start
 	l.observeInline(r.calls, ns)
-	lt := &r.tally.lanes[l.idx]
+	lt := &l.tally[r.tally.slot]
 	if r.ok > 0 {
 		lt.replies[repe.OK].Add(uint64(r.ok))
 	}
@@ -229,6 +235,9 @@ func (cs *conn) serve(out []byte) (_ []byte, action action, more bool) {
 		return out, cs.continueIntake(), false
 	}
 	run := &cs.loop.run
+	// One load of the routes per batch: a reload swaps them whole, and a
+	// batch that started before it finishes routing with the old ones.
+	routes := s.routes.Load()
 	done := 0
 	room += len(out)
 loop:
@@ -247,7 +256,7 @@ loop:
 				s.log.Debug("closing connection after a bad frame", "remote", cs.remote, "error", err)
 				before := len(out)
 				out = repe.AppendError(out, repe.PeekID(b), e.Code, e.Message)
-				cs.loop.tally.gateway().reply(uint32(e.Code))
+				s.gwTally[cs.loop.tally.slot].reply(uint32(e.Code))
 				cs.loop.tally.bytesIn.Add(uint64(len(b))) // received, never served
 				cs.setWhy(closedBadFrame)
 				if s.timeCalls {
@@ -265,7 +274,7 @@ loop:
 			e := repe.AsError(err)
 			before := len(out)
 			out = repe.AppendError(out, frame.ID(), e.Code, e.Message)
-			cs.loop.tally.gateway().reply(uint32(e.Code))
+			s.gwTally[cs.loop.tally.slot].reply(uint32(e.Code))
 			if s.timeCalls {
 				s.logCall(cs.remote, nil, frame, out[before:], 0)
 			}
@@ -275,15 +284,15 @@ loop:
 		if s.cfg.testHook != nil {
 			s.cfg.testHook(frame.Query(), false)
 		}
-		l := s.router.route(frame.Query())
+		l := routes.route(frame.Query())
 		switch {
 		case l == nil:
 			before := len(out)
 			if frame.Notify() {
-				cs.loop.tally.gateway().notifies.Add(1)
+				s.gwTally[cs.loop.tally.slot].notifies.Add(1)
 			} else {
 				out = repe.AppendError(out, frame.ID(), repe.MethodNotFound, textNoPlugin)
-				cs.loop.tally.gateway().reply(uint32(repe.MethodNotFound))
+				s.gwTally[cs.loop.tally.slot].reply(uint32(repe.MethodNotFound))
 			}
 			if s.timeCalls {
 				s.logCall(cs.remote, nil, frame, out[before:], 0)
@@ -305,11 +314,18 @@ loop:
 			case replyEC(out[before:]) == 0:
 				run.ok++
 			default:
-				cs.loop.tally.lanes[l.idx].reply(replyEC(out[before:]))
+				l.tally[cs.loop.tally.slot].reply(replyEC(out[before:]))
 			}
 			done += n
 		default:
-			done += cs.handOff(l, b)
+			taken := cs.handOff(routes, l, b)
+			if taken == 0 {
+				// A reload retired l since this batch loaded the routes:
+				// route the frame again with the new ones.
+				routes = s.routes.Load()
+				continue
+			}
+			done += taken
 			break loop
 		}
 	}
@@ -344,7 +360,7 @@ loop:
 func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 	s, w := cs.srv, cs.w
 	t := cs.loop.tally
-	t.lanes[j.lane.idx].countReplies(j.reply.B)
+	j.lane.tally[t.slot].countReplies(j.reply.B)
 	if len(j.reply.B) > largeReply {
 		// Written apart rather than copied into the batch first.
 		if len(out) > 0 {
@@ -373,7 +389,7 @@ func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 		// the first request dropped, then close.
 		before := len(out)
 		out = repe.AppendError(out, cs.overflowID, repe.ConnectionFailure, s.textOverflow)
-		t.gateway().reply(uint32(repe.ConnectionFailure))
+		s.gwTally[t.slot].reply(uint32(repe.ConnectionFailure))
 		if s.timeCalls {
 			s.logCall(cs.remote, nil, repe.AppendHeader(nil, repe.Header{ID: cs.overflowID}, 0, 0), out[before:], 0)
 		}
@@ -471,14 +487,18 @@ func (cs *conn) trackIdle(served, more bool) {
 }
 
 // handOff copies the frame at the start of b, and the frames after it that
-// go to the same plugin, out of gnet's buffer and queues them for one of l's
-// workers. It returns the bytes it took.
-func (cs *conn) handOff(l *lane, b []byte) int {
+// routes send to the same plugin, out of gnet's buffer and queues them for
+// one of l's workers. It returns the bytes it took, and 0 when a reload has
+// retired l.
+func (cs *conn) handOff(routes *router, l *lane, b []byte) int {
 	j := newJob(cs, l)
+	if j == nil {
+		return 0
+	}
 	taken, notifies := 0, 0
 	for frames, limit := 0, l.jobFrames(); frames < limit && taken < cs.srv.cfg.MaxPendingInput; frames++ {
 		n, err := repe.Split(b[taken:], cs.srv.cfg.MaxMessageSize)
-		if n == 0 || err != nil || (frames > 0 && cs.srv.router.route(repe.Message(b[taken:taken+n]).Query()) != l) {
+		if n == 0 || err != nil || (frames > 0 && routes.route(repe.Message(b[taken:taken+n]).Query()) != l) {
 			break
 		}
 		if repe.Message(b[taken:]).Notify() {
@@ -487,7 +507,7 @@ func (cs *conn) handOff(l *lane, b []byte) int {
 		taken += n
 	}
 	if notifies > 0 {
-		cs.loop.tally.lanes[l.idx].notifies.Add(uint64(notifies))
+		l.tally[cs.loop.tally.slot].notifies.Add(uint64(notifies))
 	}
 	j.req.B = append(j.req.B, b[:taken]...)
 	cs.job = j

@@ -57,11 +57,18 @@ func (cs *conn) startIntake(hdr []byte, length, avail int) {
 		return
 	}
 	h, _ := cs.w.Peek(end)
-	l := cs.srv.router.route(repe.Message(h).Query())
-	if l == nil {
-		return
+	for {
+		l := cs.srv.routes.Load().route(repe.Message(h).Query())
+		if l == nil {
+			return
+		}
+		// nil: a reload retired l since the load; the next gives its
+		// successor.
+		if j := newJob(cs, l); j != nil {
+			cs.intake, cs.intakeLen = j, length
+			return
+		}
 	}
-	cs.intake, cs.intakeLen = newJob(cs, l), length
 }
 
 // takeIn moves what has arrived of the intake frame into its job and reports
@@ -123,7 +130,7 @@ func (cs *conn) continueIntake() action {
 		t := cs.loop.tally
 		t.bytesIn.Add(uint64(len(j.req.B)))
 		if repe.Message(j.req.B).Notify() {
-			t.lanes[j.lane.idx].notifies.Add(1)
+			j.lane.tally[t.slot].notifies.Add(1)
 		}
 		cs.job = j
 		j.lane.submit(j)

@@ -72,10 +72,11 @@ type pluginView struct {
 }
 
 func (in introspection) plugins() []pluginView {
-	out := make([]pluginView, 0, len(in.s.lanes))
-	for _, l := range in.s.lanes {
+	lanes := in.s.routes.Load().plugins
+	out := make([]pluginView, 0, len(lanes))
+	for _, l := range lanes {
 		v := pluginView{Name: l.name, Version: l.version, Root: l.root, Mode: "inprocess", State: l.state(),
-			SHA256: in.s.cfg.Hashes[l.root]}
+			SHA256: l.sha256}
 		if l.isolated != nil {
 			v.Mode = "isolated"
 		}

@@ -38,7 +38,13 @@ const (
 	jobOrphaned
 )
 
+// newJob returns a job for requests of cs to l, or nil when a reload has
+// retired l. The job holds the lane until it is freed, so that l is not
+// drained while requests routed to it wait, queued or parked.
 func newJob(cs *conn, l *lane) *job {
+	if !l.hold() {
+		return nil
+	}
 	j, _ := cs.srv.jobPool.Get().(*job)
 	if j == nil {
 		j = new(job)
@@ -81,6 +87,7 @@ func (j *job) orphan() {
 }
 
 func (j *job) free() {
+	j.lane.holds.Add(-1)
 	bytebufferpool.Put(j.req)
 	bytebufferpool.Put(j.reply)
 	pool := &j.cs.srv.jobPool

@@ -27,7 +27,7 @@ func TestRunJobRefusesLengthsThatDoNotFrame(t *testing.T) {
 	t.Cleanup(func() { _ = host.Close(context.Background()) })
 	srv, err := New(Config{}, host.Plugins())
 	require.NoError(t, err)
-	l := srv.lanes[0]
+	l := srv.routes.Load().plugins[0]
 	good := repe.AppendMessage(nil, repe.Header{ID: 1, QueryFormat: repe.QueryJSONPointer}, "/calculator/value", nil)
 	for name, bad := range map[string][]byte{
 		"zero length":  make([]byte, repe.HeaderSize),

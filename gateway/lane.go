@@ -58,12 +58,16 @@ type lane struct {
 	name      string
 	version   string
 	root      string // the plugin's root, kept here for the router
-	idx       int    // the lane's place in Server.lanes and in each tally
 	file      string
+	sha256    string // the digest of the plugin's file, if known
 	log       *slog.Logger
 	limit     int32
 	budget    int64 // ns per call
 	canInline bool
+
+	// pol is the policy the lane was made with: a reload that changes it
+	// makes a new lane, since lanes never change.
+	pol Policy
 
 	// The plugin's policy: deadline in ns (0: none), queue limit in
 	// requests (0: none), its circuit, and the texts of its refusals,
@@ -92,6 +96,16 @@ type lane struct {
 	// queuedReqs counts the requests of the queued jobs; kept only with a
 	// queue limit.
 	queuedReqs int
+
+	// holds counts the jobs alive for the plugin, queued, running or
+	// parked. retired is set once a reload no longer routes to the lane:
+	// from then on no call enters it, and it is drained when neither a
+	// job nor a slot is held (Server.Swap).
+	holds   atomic.Int32
+	retired atomic.Bool
+
+	// tally counts the plugin's replies, one slot per event loop (tally.go).
+	tally []laneTally
 
 	// What happened to the plugin's calls, for Server.PluginStats.
 	timeouts atomic.Uint64
@@ -131,6 +145,8 @@ func newLane(srv *Server, p plugin, pol Policy) *lane {
 		root:       p.Root(),
 		file:       p.File(),
 		log:        cfg.Logger.With("plugin", p.Name(), "file", p.File()),
+		pol:        pol,
+		tally:      srv.newLaneTallies(),
 		limit:      int32(pol.Concurrency),
 		budget:     int64(cfg.InlineBudget),
 		deadline:   int64(pol.Deadline),
@@ -158,6 +174,22 @@ func newLane(srv *Server, p plugin, pol Policy) *lane {
 	l.probation.Store(initialProbation)
 	return l
 }
+
+// hold counts one more job for l, or reports false when l is retired: a
+// hold taken before the check keeps l from being drained, one taken after
+// is given back.
+func (l *lane) hold() bool {
+	l.holds.Add(1)
+	if l.retired.Load() {
+		l.holds.Add(-1)
+		return false
+	}
+	return true
+}
+
+// drained reports whether a retired lane has nothing left in its plugin:
+// no job, queued, running or parked, and no slot taken on an event loop.
+func (l *lane) drained() bool { return l.holds.Load() == 0 && l.busy.Load() == 0 }
 
 // observeInline records a run of n inline calls that held the event loop for
 // ns nanoseconds, and sends the plugin back to probation when it overran.

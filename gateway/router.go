@@ -7,8 +7,9 @@ import (
 	"strings"
 )
 
-// router maps a query to the lane of the plugin whose root owns it. It is
-// built once and never changes, so event loops read it without locks.
+// router maps a query to the lane of the plugin whose root owns it. It
+// never changes once built, so event loops read it without locks; a reload
+// builds a new one and swaps it in whole (Server.Swap).
 //
 // A root owns itself and everything below it on a path-segment boundary:
 // /calculator owns /calculator and /calculator/x but not /calculatorX. The
@@ -22,13 +23,19 @@ type router struct {
 	byRoot   map[string]*lane
 	depths   []int // segment counts of the roots, deepest first
 	catchAll *lane
+
+	// plugins are the plugins' lanes, in the order they were given; the
+	// gateway's own root is routed but not among them.
+	plugins []*lane
 }
 
 const maxLinearRoots = 8
 
-func newRouter(lanes []*lane) (*router, error) {
-	r := &router{byRoot: make(map[string]*lane, len(lanes))}
-	for _, l := range lanes {
+// newRouter routes to the plugins' lanes and to own, the gateway's, or
+// fails when two claim one root.
+func newRouter(plugins []*lane, own *lane) (*router, error) {
+	r := &router{byRoot: make(map[string]*lane, len(plugins)+1), plugins: plugins}
+	for _, l := range append(plugins[:len(plugins):len(plugins)], own) {
 		root := l.root
 		if root == "" {
 			if r.catchAll != nil {

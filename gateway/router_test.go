@@ -54,7 +54,7 @@ func TestRoute(t *testing.T) {
 				if many {
 					lanes = append(slices.Clone(padding), lanes...)
 				}
-				r, err := newRouter(lanes)
+				r, err := newRouter(lanes, gatewayLane())
 				require.NoError(t, err)
 				assert.Equal(t, many, r.few == nil, "lookup strategy")
 				assert.Same(t, tt.want, r.route([]byte(tt.query)))
@@ -64,30 +64,33 @@ func TestRoute(t *testing.T) {
 }
 
 func TestRouterRefusesSharedRoots(t *testing.T) {
-	_, err := newRouter([]*lane{{root: "/a", file: "one.so"}, {root: "/a", file: "two.so"}})
+	_, err := newRouter([]*lane{{root: "/a", file: "one.so"}, {root: "/a", file: "two.so"}}, gatewayLane())
 	require.ErrorContains(t, err, "one.so and two.so both claim root /a")
-	_, err = newRouter([]*lane{{root: "", file: "one.so"}, {root: "", file: "two.so"}})
+	_, err = newRouter([]*lane{{root: "", file: "one.so"}, {root: "", file: "two.so"}}, gatewayLane())
 	require.ErrorContains(t, err, "one.so and two.so both claim the catch-all root")
 }
 
 func TestRouteAllocs(t *testing.T) {
 	lanes := []*lane{{root: "/calculator"}, {root: "/a/b"}, {root: ""}}
 	for i := range maxLinearRoots {
-		few, err := newRouter(lanes)
+		few, err := newRouter(lanes, gatewayLane())
 		require.NoError(t, err)
 		q := []byte("/calculator/get_value")
 		assert.Zero(t, testing.AllocsPerRun(100, func() { few.route(q) }))
 		lanes = append(lanes, &lane{root: fmt.Sprintf("/pad%d", i)})
 	}
-	many, err := newRouter(lanes)
+	many, err := newRouter(lanes, gatewayLane())
 	require.NoError(t, err)
 	require.Nil(t, many.few)
 	q := []byte("/calculator/get_value")
 	assert.Zero(t, testing.AllocsPerRun(100, func() { many.route(q) }))
 }
 
+// gatewayLane stands for the gateway's own root, which every router has.
+func gatewayLane() *lane { return &lane{root: ReservedRoot} }
+
 func BenchmarkRoute(b *testing.B) {
-	r, err := newRouter([]*lane{{root: "/calculator"}})
+	r, err := newRouter([]*lane{{root: "/calculator"}}, gatewayLane())
 	require.NoError(b, err)
 	q := []byte("/calculator/get_value")
 	b.ReportAllocs()

@@ -21,11 +21,17 @@ import (
 // its query. Create it with New, then Start it to listen on its TCP address
 // (gnet), and Serve other listeners if need be; Shutdown stops it.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	router *router
-	lanes  []*lane   // in the order New got the plugins
-	epoch  time.Time // now counts from here
+	cfg   Config
+	log   *slog.Logger
+	epoch time.Time // now counts from here
+
+	// routes is loaded once per batch; Swap replaces it whole. own is the
+	// gateway's own root, routed in every generation.
+	routes atomic.Pointer[router]
+	own    *lane
+	// swapMu keeps swaps one at a time; reloads counts them.
+	swapMu  sync.Mutex
+	reloads reloadCounts
 
 	eng    gnet.Engine
 	addr   net.Addr
@@ -65,7 +71,10 @@ type Server struct {
 	stats       counters
 	timeCalls   bool // the access log or the slow-call log is on
 	slowCallLog lograte.Limiter
-	streamTally *tally // the stream connections' counts; gnet loops keep their own
+	streamTally *tally // the stream connections' byte counts; gnet loops keep their own
+	// gwTally counts the replies no plugin made, and the gateway's own
+	// root's, one slot per event loop as a lane's (tally.go).
+	gwTally     []laneTally
 	connsLog    lograte.Limiter
 	perIPLog    lograte.Limiter
 	overflowLog lograte.Limiter
@@ -100,36 +109,18 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 		stalled:   make(map[*conn]*wakeState),
 		stallKick: make(chan struct{}, 1),
 	}
-	all := make([]plugin, 0, len(plugins)+len(cfg.Isolated))
-	for _, p := range plugins {
-		all = append(all, p)
-	}
-	for _, p := range cfg.Isolated {
-		all = append(all, p)
-	}
-	lanes := make([]*lane, len(all))
-	for i, p := range all {
-		if err := checkReserved(p); err != nil {
-			return nil, err
-		}
-		pol := cfg.Policies[p.Root()].withDefaults(&s.cfg)
-		if err := pol.validate(p.Root()); err != nil {
-			return nil, err
-		}
-		lanes[i] = newLane(s, p, pol)
-		lanes[i].idx = i
-	}
+	s.gwTally = s.newLaneTallies()
 	// The gateway's own root is routed as a plugin's, and its replies are
 	// counted as the gateway's.
-	own := newLane(s, introspection{s}, Policy{}.withDefaults(&s.cfg))
-	own.idx = len(lanes)
-	r, err := newRouter(append(lanes[:len(lanes):len(lanes)], own))
+	s.own = newLane(s, introspection{s}, Policy{}.withDefaults(&s.cfg))
+	s.own.tally = s.gwTally
+	r, _, err := s.build(Routes{Plugins: plugins, Isolated: cfg.Isolated, Policies: cfg.Policies, Hashes: cfg.Hashes}, nil)
 	if err != nil {
 		return nil, err
 	}
-	s.router, s.lanes = r, lanes
+	s.routes.Store(r)
 	s.timeCalls = cfg.AccessLog || cfg.SlowCall > 0
-	s.streamTally = newTally(len(lanes))
+	s.streamTally = newTally(s.streamSlot())
 	return s, nil
 }
 
@@ -263,7 +254,10 @@ func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
 func (s *Server) loopLocked(el gnet.EventLoop) *loop {
 	l := s.loops[el]
 	if l == nil {
-		l = newLoop(newTally(len(s.lanes)))
+		// gnet runs EventLoops loops, each with a slot of its own; should it
+		// run more, the extra ones share the stream connections' slot,
+		// which is only slower.
+		l = newLoop(newTally(min(len(s.loops), s.streamSlot())))
 		s.loops[el] = l
 	}
 	return l

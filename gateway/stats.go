@@ -61,7 +61,7 @@ type counters struct {
 // event loop: call it for a scrape, not per request.
 func (s *Server) Stats() Stats {
 	tallies := s.tallies()
-	gw := sumLane(tallies, len(s.lanes))
+	gw := sumLane(s.gwTally)
 	st := Stats{
 		Accepted:        s.stats.accepted.Load(),
 		Open:            s.connCount(),
@@ -126,15 +126,17 @@ type PluginStats struct {
 	DroppedNotifyReplies uint64
 }
 
-// PluginStats returns the counts of every plugin: those given to New in
-// their order, then Config.Isolated. An isolated plugin's worker process
+// PluginStats returns the counts of every plugin served now: those given
+// to New (or to the last Swap) in their order, then the isolated ones. A
+// plugin a reload replaced starts from zero, and the counts of one it
+// removed are gone with it. An isolated plugin's worker process
 // counts its own timeouts and crashes (isolate.Plugin.Stats). It sums the
 // counts of every event loop: call it for a scrape, not per request.
 func (s *Server) PluginStats() []PluginStats {
-	tallies := s.tallies()
-	out := make([]PluginStats, len(s.lanes))
-	for i, l := range s.lanes {
-		sums := sumLane(tallies, i)
+	lanes := s.routes.Load().plugins
+	out := make([]PluginStats, len(lanes))
+	for i, l := range lanes {
+		sums := sumLane(l.tally)
 		wc := &l.workerCalls
 		sums.dur.Sum += time.Duration(wc.durSum.Load())
 		for b := range sums.dur.Counts {

@@ -10,10 +10,13 @@ import (
 
 // Counting for metrics. Every reply is counted once, by plugin and ec, where
 // it is made or collected on the goroutine that serves its connection, in
-// that goroutine's tally: a gnet event loop has its own, so that counting
-// writes no memory another loop writes; the stream connections share one.
-// The counters are atomics only so that a scrape can read them while they
-// are written. Inline calls are counted per run, not per call, and timed
+// the slot of that goroutine among the plugin's lane's counters: each gnet
+// event loop has a slot of its own in every lane, so that counting writes
+// no memory another loop writes; the stream connections share the last.
+// The counts live in the lane, not in the loop, so that a reload, which
+// adds lanes, moves no count; the replies no plugin made have a lane-like
+// set of slots in the Server. The counters are atomics only so that a
+// scrape can read them while they are written. Inline calls are counted per run, not per call, and timed
 // as a run: a run's calls are each taken to have lasted the run's average.
 // Calls on workers are counted when their replies are collected.
 
@@ -38,16 +41,16 @@ var durBounds = []time.Duration{
 // durBuckets is len(durBounds)+1: the last bucket is over every bound.
 const durBuckets = 23
 
-// tally is the counts of one goroutine that serves connections, or of all
-// stream connections.
+// tally is the byte counts of one gnet event loop, or of all stream
+// connections, and the slot they count in, in every lane's counters.
 type tally struct {
-	lanes    []laneTally // by lane; the last is for replies no plugin made
+	slot     int
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
 }
 
-// laneTally counts one plugin's replies. Pad keeps neighbouring lanes'
-// hot counters off one cache line.
+// laneTally counts one plugin's replies on one event loop. Pad keeps
+// neighbouring loops' hot counters off one cache line.
 type laneTally struct {
 	replies  [ecSlots]atomic.Uint64
 	notifies atomic.Uint64
@@ -58,10 +61,15 @@ type laneTally struct {
 	_        [64]byte
 }
 
-func newTally(lanes int) *tally { return &tally{lanes: make([]laneTally, lanes+1)} }
+func newTally(slot int) *tally { return &tally{slot: slot} }
 
-// gateway returns the counts of the replies no plugin made.
-func (t *tally) gateway() *laneTally { return &t.lanes[len(t.lanes)-1] }
+// newLaneTallies returns the counters of one lane: a slot for each gnet
+// event loop and one for the stream connections.
+func (s *Server) newLaneTallies() []laneTally { return make([]laneTally, s.cfg.EventLoops+1) }
+
+// streamSlot is the slot of the stream connections in every lane's
+// counters.
+func (s *Server) streamSlot() int { return s.cfg.EventLoops }
 
 // reply counts a reply with code ec.
 func (lt *laneTally) reply(ec uint32) { lt.replies[min(ec, ecSlots-1)].Add(1) }
@@ -129,7 +137,7 @@ func (h Histogram) Count() uint64 {
 	return n
 }
 
-// laneSums is the sum of one lane's counts over every tally.
+// laneSums is the sum of one lane's counts over every event loop.
 type laneSums struct {
 	replies        []ECCount
 	notifies       uint64
@@ -137,12 +145,12 @@ type laneSums struct {
 	dur            Histogram
 }
 
-// sumLane sums lane i's counts over tallies.
-func sumLane(tallies []*tally, i int) laneSums {
+// sumLane sums one lane's counters over its slots.
+func sumLane(slots []laneTally) laneSums {
 	var byEC [ecSlots]uint64
 	s := laneSums{dur: Histogram{Bounds: durBounds, Counts: make([]uint64, len(durBounds)+1)}}
-	for _, t := range tallies {
-		lt := &t.lanes[i]
+	for i := range slots {
+		lt := &slots[i]
 		for ec := range byEC {
 			byEC[ec] += lt.replies[ec].Load()
 		}
@@ -162,7 +170,8 @@ func sumLane(tallies []*tally, i int) laneSums {
 	return s
 }
 
-// tallies returns every tally of the server.
+// tallies returns the byte counts of every event loop, and of the stream
+// connections.
 func (s *Server) tallies() []*tally {
 	s.mu.Lock()
 	defer s.mu.Unlock()
