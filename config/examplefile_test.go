@@ -66,6 +66,7 @@ func TestExampleFile(t *testing.T) {
 			MaxConnsPerIP:     0,
 			IdleTimeout:       0,
 			PluginConcurrency: 0,
+			AccessLogSample:   1,
 		}, f.Gateway(nil))
 		assert.Equal(t, Listen{
 			Addr:    ptr(gateway.DefaultAddr),

@@ -101,6 +101,14 @@ type Log struct {
 	Level *slog.Level `key:"level"`
 	// Format is text or json. Default text.
 	Format *string `key:"format"`
+	// AccessLog logs one line per request, at info level. Default off.
+	AccessLog *bool `key:"access_log"`
+	// AccessLogSample is the fraction of successful requests the access
+	// log keeps, from 0 to 1; errors are always logged. Default 1.
+	AccessLogSample *float64 `key:"access_log_sample"`
+	// SlowCall logs plugin calls slower than it, rate-limited. Default 0,
+	// off.
+	SlowCall *time.Duration `key:"slow_call"`
 }
 
 // Admin is the admin listener (package admin): metrics, probes and the
@@ -334,7 +342,22 @@ func (f *File) Gateway(log *slog.Logger) gateway.Config {
 		PluginConcurrency: pick(l.PluginConcurrency, nil, 0),
 		InlineBudget:      pick(l.InlineBudget, nil, 0),
 		Logger:            log,
+		AccessLog:         pick(f.Log.AccessLog, nil, false),
+		AccessLogSample:   sample(f.Log.AccessLogSample),
+		SlowCall:          pick(f.Log.SlowCall, nil, 0),
 	}
+}
+
+// sample maps the file's access-log sample, where 0 keeps no success, to
+// gateway.Config's, where 0 is the default (every one) and negative none.
+func sample(f *float64) float64 {
+	switch {
+	case f == nil:
+		return 0
+	case *f == 0:
+		return -1
+	}
+	return *f
 }
 
 // never maps a duration whose 0 means never, as in the file, to

@@ -400,6 +400,34 @@ func (d *decoder) count(n ast.Node, path string, lo, hi int, note string) (int, 
 	return c, true
 }
 
+// fraction decodes a number from 0 to 1.
+func (d *decoder) fraction(n ast.Node, path string) (float64, bool) {
+	n, ok := d.deref(n, path)
+	if !ok {
+		return 0, false
+	}
+	var v float64
+	switch x := n.(type) {
+	case *ast.FloatNode:
+		v = x.Value
+	case *ast.IntegerNode:
+		switch i := x.Value.(type) {
+		case int64:
+			v = float64(i)
+		case uint64:
+			v = float64(i)
+		}
+	default:
+		d.errorf(n, "%s: want a number from 0 to 1, got %s", path, describe(n))
+		return 0, false
+	}
+	if v < 0 || v > 1 {
+		d.errorf(n, "%s: want a number from 0 to 1, got %v", path, v)
+		return 0, false
+	}
+	return v, true
+}
+
 // size decodes a size in [lo, hi]: a number of bytes, or a string that
 // ParseSize reads.
 func (d *decoder) size(n ast.Node, path string, lo, hi uint64) (uint64, bool) {

@@ -176,6 +176,10 @@ var settings = []setting{
 
 	textSetting("log.level", "log-level", func(s sections) **slog.Level { return &s.log.Level }, parseLevel),
 	textSetting("log.format", "log-format", func(s sections) **string { return &s.log.Format }, checked(checkFormat)),
+	boolSetting("log.access_log", "access-log", func(s sections) **bool { return &s.log.AccessLog }),
+	newSetting("log.access_log_sample", "access-log-sample",
+		func(s sections) **float64 { return &s.log.AccessLogSample }, (*decoder).fraction, parseFraction),
+	durationSetting("log.slow_call", "slow-call", func(s sections) **time.Duration { return &s.log.SlowCall }, atLeastZero("off")),
 
 	textSetting("admin.addr", "admin", func(s sections) **string { return &s.admin.Addr }, checked(checkAddr)),
 	pathSetting("admin.token_file", "admin-token-file", func(s sections) **string { return &s.admin.TokenFile }),

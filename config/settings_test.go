@@ -2,6 +2,8 @@ package config
 
 import (
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -110,7 +112,7 @@ func TestEnvVars(t *testing.T) {
 		"REPE_GW_MAX_PENDING_OUTPUT", "REPE_GW_MAX_PENDING_INPUT", "REPE_GW_READ_TIMEOUT",
 		"REPE_GW_WRITE_TIMEOUT", "REPE_GW_IDLE_TIMEOUT", "REPE_GW_KEEPALIVE", "REPE_GW_SHUTDOWN_TIMEOUT",
 		"REPE_GW_SHUTDOWN_DELAY", "REPE_GW_PLUGIN_CONCURRENCY", "REPE_GW_INLINE_BUDGET", "REPE_GW_LOG_LEVEL",
-		"REPE_GW_LOG_FORMAT", "REPE_GW_ADMIN", "REPE_GW_ADMIN_TOKEN_FILE", "REPE_GW_ADMIN_INSECURE",
+		"REPE_GW_LOG_FORMAT", "REPE_GW_ACCESS_LOG", "REPE_GW_ACCESS_LOG_SAMPLE", "REPE_GW_SLOW_CALL", "REPE_GW_ADMIN", "REPE_GW_ADMIN_TOKEN_FILE", "REPE_GW_ADMIN_INSECURE",
 		"REPE_GW_ADMIN_PPROF", "REPE_GW_ADMIN_READY_WITHOUT_PLUGINS", "REPE_GW_INSECURE_PLUGIN_PERMISSIONS",
 	}, names)
 }
@@ -242,4 +244,30 @@ defaults:
 			PluginConcurrency: 10, InlineBudget: 11 * time.Microsecond,
 		}, f.Gateway(nil), "no Deadline: the gateway would give it to a plugin whose own is 0, none")
 	})
+}
+
+// TestAccessLogSettings: the access log's keys read from flags and from the
+// file, and a sample outside 0 to 1 is refused with its line.
+func TestAccessLogSettings(t *testing.T) {
+	var o Overrides
+	require.NoError(t, o.Set("access-log", "true"))
+	require.NoError(t, o.Set("access-log-sample", "0.25"))
+	require.NoError(t, o.Set("slow-call", "20ms"))
+	var f File
+	f.Apply(o)
+	cfg := f.Gateway(nil)
+	assert.True(t, cfg.AccessLog)
+	assert.Equal(t, 0.25, cfg.AccessLogSample)
+	assert.Equal(t, 20*time.Millisecond, cfg.SlowCall)
+
+	require.NoError(t, o.Set("access-log-sample", "0"))
+	f.Apply(o)
+	assert.Negative(t, f.Gateway(nil).AccessLogSample, "0 keeps no success")
+	assert.ErrorContains(t, o.Set("access-log-sample", "1.5"), "want a number from 0 to 1")
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gw.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("log:\n  access_log_sample: 2\n"), 0o600))
+	_, err := Load(path)
+	assert.ErrorContains(t, err, "gw.yaml:2:22: log.access_log_sample: want a number from 0 to 1, got 2")
 }

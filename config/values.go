@@ -87,6 +87,15 @@ func checkAddr(s string) error {
 	return nil
 }
 
+// parseFraction reads a number from 0 to 1.
+func parseFraction(s string) (float64, error) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || f < 0 || f > 1 || f != f {
+		return 0, errors.New("want a number from 0 to 1")
+	}
+	return f, nil
+}
+
 // parseLevel reads one of the four level names, in any case.
 func parseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(s) {
