@@ -14,15 +14,23 @@ import (
 const listenerStartTimeout = 5 * time.Second
 
 // startListeners starts the listeners that feed srv besides its TCP one,
-// those f asks for: TLS. They close when srv shuts down. When one cannot
-// start, srv is shut down and the reason returned.
+// those f asks for: TLS and HTTP. They close when srv shuts down. When one
+// cannot start, srv is shut down and the reason returned.
 func startListeners(log *slog.Logger, f *config.File, srv *gateway.Server, stop <-chan struct{}) error {
 	err := func() error {
 		ts, err := tlsSettingsOf(f)
-		if err != nil || ts == nil {
+		if err != nil {
 			return err
 		}
-		return startTLS(log, ts, srv, stop)
+		if ts != nil {
+			if err := startTLS(log, ts, srv, stop); err != nil {
+				return err
+			}
+		}
+		if f.Listen.HTTPAddr != nil {
+			return startHTTP(log, *f.Listen.HTTPAddr, srv, f.Gateway(log))
+		}
+		return nil
 	}()
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), listenerStartTimeout)

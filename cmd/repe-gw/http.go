@@ -1,0 +1,51 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/repe-gw/repe-gw/bridge"
+	"github.com/repe-gw/repe-gw/gateway"
+)
+
+// Bounds of the HTTP listener, as an HTTP server facing clients needs:
+// headers (as net/http's default), the time to send them, and how long a
+// keep-alive connection may wait for its next request. A WebSocket, once
+// upgraded, is the core's, with the REPE limits.
+const (
+	httpMaxHeaderBytes    = 1 << 20
+	httpReadHeaderTimeout = 10 * time.Second
+	httpIdleTimeout       = 2 * time.Minute
+)
+
+// startHTTP serves the bridge on addr until srv has shut down: by then
+// every WebSocket has been drained by the core, and new ones are refused
+// from the start of the shutdown.
+func startHTTP(log *slog.Logger, addr string, srv *gateway.Server, cfg gateway.Config) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           bridge.New(srv, bridge.Config{MaxMessageSize: cfg.MaxMessageSize, Logger: log}),
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	log.Info("listening for HTTP", "addr", ln.Addr().String())
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP listener failed", "error", err)
+		}
+	}()
+	go func() {
+		<-srv.Done()
+		_ = hs.Close()
+	}()
+	return nil
+}
