@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/repe-gw/repe-gw/gateway"
 )
 
 // Plugin is what the gateway's owner knows of a plugin that the gateway
@@ -44,7 +46,18 @@ type pluginJSON struct {
 	State    string    `json:"state"`
 	Required bool      `json:"required"`
 
+	// Requests counts the replies to the plugin's requests, Errors those
+	// whose ec is not 0, and Notifies the notifies, which get none.
+	Requests uint64 `json:"requests"`
+	Errors   uint64 `json:"errors"`
+	Notifies uint64 `json:"notifies"`
+	// Calls counts the calls into the plugin, on event loops and workers.
+	Calls                uint64 `json:"calls"`
+	InlineCalls          uint64 `json:"inline_calls"`
+	WorkerCalls          uint64 `json:"worker_calls"`
 	InFlight             int    `json:"in_flight"`
+	Queued               int    `json:"queued"`
+	InvalidReplies       uint64 `json:"invalid_replies"`
 	Timeouts             uint64 `json:"timeouts"`
 	Stuck                int    `json:"stuck"`
 	Late                 uint64 `json:"late"`
@@ -61,11 +74,20 @@ func (s *Server) servePlugins(w http.ResponseWriter, _ *http.Request) {
 	for _, ps := range stats {
 		p := s.plugin(ps.Root)
 		state, _ := p.state()
+		requests, errors := countReplies(ps.Replies)
 		out = append(out, pluginJSON{
 			Name: ps.Name, Version: p.Version, Root: ps.Root, File: p.File, SHA256: p.SHA256,
 			Loaded: p.Loaded, Mode: p.Mode, State: state, Required: p.Required,
 
+			Requests:             requests,
+			Errors:               errors,
+			Notifies:             ps.Notifies,
+			Calls:                ps.InlineCalls + ps.WorkerCalls,
+			InlineCalls:          ps.InlineCalls,
+			WorkerCalls:          ps.WorkerCalls,
 			InFlight:             ps.InFlight,
+			Queued:               ps.Queued,
+			InvalidReplies:       ps.InvalidReplies,
 			Timeouts:             ps.Timeouts,
 			Stuck:                ps.Stuck,
 			Late:                 ps.Late,
@@ -76,6 +98,18 @@ func (s *Server) servePlugins(w http.ResponseWriter, _ *http.Request) {
 		})
 	}
 	writeJSON(w, out)
+}
+
+// countReplies returns how many replies there were, and how many of them
+// were errors: an ec other than 0.
+func countReplies(replies []gateway.ECCount) (total, errors uint64) {
+	for _, r := range replies {
+		total += r.Count
+		if r.EC != 0 {
+			errors += r.Count
+		}
+	}
+	return total, errors
 }
 
 // plugin returns the Plugin of root, or an empty one for a plugin the

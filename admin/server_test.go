@@ -110,6 +110,8 @@ next:
 			return m.Counter.GetValue()
 		case m.Gauge != nil:
 			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
 		}
 	}
 	t.Fatalf("no series of %s with %v", family, labels)
@@ -122,7 +124,8 @@ func TestMetrics(t *testing.T) {
 	before := scrape(t, s)
 	assert.Equal(t, 1.0, value(t, before, "repe_gw_plugin_info", map[string]string{"name": "t", "version": "1.2.3", "root": "/t", "sha256": "ab12"}))
 	assert.Equal(t, 0.0, value(t, before, "repe_gw_call_timeouts_total", map[string]string{"plugin": "t"}))
-	for _, reason := range []string{"slow_consumer", "flood", "read_timeout", "idle_timeout", "max_conns", "max_conns_per_ip"} {
+	for _, reason := range []string{"client", "bad_frame", "slow_consumer", "flood", "read_timeout", "idle_timeout",
+		"shutdown", "failed_call", "panic", "max_conns", "max_conns_per_ip"} {
 		assert.Equal(t, 0.0, value(t, before, "repe_gw_connections_closed_total", map[string]string{"reason": reason}), reason)
 	}
 	assert.Equal(t, 1.0, value(t, before, "repe_gw_ready", nil))
@@ -134,28 +137,53 @@ func TestMetrics(t *testing.T) {
 	// past their deadline, which open the circuit, and one call refused
 	// because it is open.
 	c := gatewaytest.Dial(t, gw.Addr())
-	for range 3 {
-		c.Send(gatewaytest.Notify("/t/notify", ""))
+	var sent int
+	send := func(b []byte) {
+		c.Send(b)
+		sent += len(b)
 	}
-	c.Send(gatewaytest.Request(1, "/t/ping", "")) // answered after the notifies ran
+	for range 3 {
+		send(gatewaytest.Notify("/t/notify", ""))
+	}
+	send(gatewaytest.Notify("/nowhere", ""))
+	send(gatewaytest.Request(1, "/t/ping", "")) // answered after the notifies ran
 	assert.Equal(t, repe.OK, c.Next().EC())
+	send(gatewaytest.Request(2, "/nowhere", ""))
+	assert.Equal(t, repe.MethodNotFound, c.Next().EC())
 	for id := range uint64(2) {
-		c.Send(gatewaytest.Request(10+id, "/t/sleep", ""))
+		send(gatewaytest.Request(10+id, "/t/sleep", ""))
 		assert.Equal(t, repe.Timeout, c.Next().EC())
 	}
-	c.Send(gatewaytest.Request(20, "/t/ping", ""))
+	send(gatewaytest.Request(20, "/t/ping", ""))
 	assert.Equal(t, repe.SendError, c.Next().EC())
 
+	// A call is counted when it returns: let the two past their deadline
+	// return, late.
+	require.Eventually(t, func() bool { return gw.PluginStats()[0].Late == 2 }, gatewaytest.Timeout, time.Millisecond)
 	after := scrape(t, s)
 	t1 := map[string]string{"plugin": "t"}
+	for ec, n := range map[string]float64{"0": 1, "7": 2, "8": 1} {
+		assert.Equal(t, n, value(t, after, "repe_gw_requests_total", map[string]string{"plugin": "t", "ec": ec}), "ec %s", ec)
+	}
+	assert.Equal(t, 1.0, value(t, after, "repe_gw_requests_total", map[string]string{"plugin": "", "ec": "6"}), "no plugin chosen")
+	assert.Equal(t, 3.0, value(t, after, "repe_gw_notifies_total", t1))
+	assert.Equal(t, 1.0, value(t, after, "repe_gw_notifies_total", map[string]string{"plugin": ""}))
+	calls := value(t, after, "repe_gw_calls_total", map[string]string{"plugin": "t", "where": "inline"}) +
+		value(t, after, "repe_gw_calls_total", map[string]string{"plugin": "t", "where": "worker"})
+	ps := gw.PluginStats()[0]
+	assert.Equal(t, float64(ps.InlineCalls+ps.WorkerCalls), calls)
+	assert.GreaterOrEqual(t, calls, 4.0, "three notifies and a ping at least; the refused ping never reached the plugin")
+	assert.Equal(t, calls, value(t, after, "repe_gw_request_duration_seconds", t1), "every call timed")
+	assert.Equal(t, 1.0, value(t, after, "repe_gw_connections_open", nil))
+	assert.Equal(t, 1.0, value(t, after, "repe_gw_connections_accepted_total", nil))
+	assert.Equal(t, float64(sent), value(t, after, "repe_gw_received_bytes_total", nil))
 	assert.Equal(t, 3.0, value(t, after, "repe_gw_dropped_notify_replies_total", t1))
 	assert.Equal(t, 2.0, value(t, after, "repe_gw_call_timeouts_total", t1))
 	assert.Equal(t, 1.0, value(t, after, "repe_gw_circuit_open", t1))
 	assert.Equal(t, 1.0, value(t, after, "repe_gw_circuit_opened_total", t1))
 	assert.Equal(t, 1.0, value(t, after, "repe_gw_calls_refused_total", t1))
-	// The two calls that timed out are still in the plugin for their 200 ms,
-	// or returned late since.
-	assert.Equal(t, 2.0, value(t, after, "repe_gw_calls_stuck", t1)+value(t, after, "repe_gw_late_replies_total", t1))
+	assert.Equal(t, 0.0, value(t, after, "repe_gw_calls_stuck", t1))
+	assert.Equal(t, 2.0, value(t, after, "repe_gw_late_replies_total", t1))
 }
 
 func TestProbes(t *testing.T) {
@@ -286,8 +314,12 @@ func TestPlugins(t *testing.T) {
 		Mode: "inprocess", Loaded: loaded, Required: true,
 	}}})
 	c := gatewaytest.Dial(t, gw.Addr())
-	c.Send(gatewaytest.Request(1, "/t/sleep", ""))
+	c.Send(gatewaytest.Request(1, "/t/ping", ""))
+	assert.Equal(t, repe.OK, c.Next().EC())
+	c.Send(gatewaytest.Request(2, "/t/sleep", ""))
 	assert.Equal(t, repe.Timeout, c.Next().EC())
+	require.Eventually(t, func() bool { return gw.PluginStats()[0].Late == 1 }, gatewaytest.Timeout, time.Millisecond)
+	ps := gw.PluginStats()[0]
 
 	code, body := get(t, s, "/plugins", "")
 	require.Equal(t, http.StatusOK, code)
@@ -305,6 +337,10 @@ func TestPlugins(t *testing.T) {
 	assert.Equal(t, "serving", p["state"])
 	assert.Equal(t, true, p["required"])
 	assert.Equal(t, 1.0, p["timeouts"])
+	assert.Equal(t, 2.0, p["requests"])
+	assert.Equal(t, 1.0, p["errors"], "the timeout")
+	assert.Equal(t, float64(ps.InlineCalls+ps.WorkerCalls), p["calls"])
+	assert.GreaterOrEqual(t, p["calls"], 1.0, "the ping")
 }
 
 func TestPprof(t *testing.T) {

@@ -21,20 +21,16 @@ func serveStatusPage(w http.ResponseWriter, _ *http.Request) {
 }
 
 // status is what /status.json answers: counters as they stand, which the
-// page turns into rates by comparing two readings, so that the server
-// keeps no history for it. The page shows requests per second, p50 and
-// p99 and the connection count from three more fields, once the gateway
-// counts what they need: "connections" here, and for each plugin
-// "requests" (a count) and "latency" ({"bounds": seconds, "counts":
-// cumulative, one per bound and a last for all}); until then it shows a
-// dash, and charts calls in flight instead of requests.
+// page turns into rates and percentiles by comparing two readings, so that
+// the server keeps no history for it.
 type status struct {
 	// Time is when the counts were read, in Unix milliseconds.
-	Time    int64          `json:"time"`
-	Ready   bool           `json:"ready"`
-	Why     string         `json:"why"`
-	Uptime  float64        `json:"uptime_seconds"`
-	Plugins []pluginStatus `json:"plugins"`
+	Time        int64          `json:"time"`
+	Ready       bool           `json:"ready"`
+	Why         string         `json:"why"`
+	Uptime      float64        `json:"uptime_seconds"`
+	Connections int            `json:"connections"`
+	Plugins     []pluginStatus `json:"plugins"`
 }
 
 type pluginStatus struct {
@@ -42,21 +38,43 @@ type pluginStatus struct {
 	Root     string `json:"root"`
 	State    string `json:"state"`
 	InFlight int    `json:"in_flight"`
-	// Errors counts the calls the gateway answered with an error for the
-	// plugin: timeouts and refusals.
-	Errors uint64 `json:"errors"`
+	// Requests counts the plugin's replies, and Errors those whose ec is
+	// not 0.
+	Requests uint64  `json:"requests"`
+	Errors   uint64  `json:"errors"`
+	Latency  latency `json:"latency"`
+}
+
+// latency is a call duration histogram as the page reads it: Counts[i]
+// calls took at most Bounds[i] seconds, and the last count is of every
+// call.
+type latency struct {
+	Bounds []float64 `json:"bounds"`
+	Counts []uint64  `json:"counts"`
 }
 
 func (s *Server) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	now := time.Now()
 	ok, why := s.ready()
-	st := status{Time: now.UnixMilli(), Ready: ok, Why: why, Uptime: now.Sub(s.started).Seconds()}
+	st := status{
+		Time: now.UnixMilli(), Ready: ok, Why: why, Uptime: now.Sub(s.started).Seconds(),
+		Connections: s.cfg.Gateway.Stats().Open,
+	}
 	for _, ps := range s.cfg.Gateway.PluginStats() {
 		state, _ := s.plugin(ps.Root).state()
+		requests, errors := countReplies(ps.Replies)
+		l := latency{Bounds: make([]float64, len(ps.Duration.Bounds)), Counts: make([]uint64, len(ps.Duration.Counts))}
+		var sum uint64
+		for i, c := range ps.Duration.Counts {
+			sum += c
+			l.Counts[i] = sum
+			if i < len(l.Bounds) {
+				l.Bounds[i] = ps.Duration.Bounds[i].Seconds()
+			}
+		}
 		st.Plugins = append(st.Plugins, pluginStatus{
 			Name: ps.Name, Root: ps.Root, State: state,
-			InFlight: ps.InFlight,
-			Errors:   ps.Timeouts + ps.Refused,
+			InFlight: ps.InFlight, Requests: requests, Errors: errors, Latency: l,
 		})
 	}
 	w.Header().Set("Cache-Control", "no-store")

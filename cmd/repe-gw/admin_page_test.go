@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,9 +35,10 @@ func chromium(t *testing.T) string {
 
 // TestStatusPage loads the admin listener's status page in headless
 // Chromium against a gateway under load, and checks that what it renders
-// follows the load: a plugin whose calls time out shows errors per second,
-// and one whose calls are slow shows calls in flight, once the load
-// begins. The page's screenshot is left in the test's temporary directory.
+// follows the load: once it begins, a plugin whose calls time out shows
+// errors per second, and one whose calls are slow shows requests per
+// second, their median and calls in flight. The page's screenshot is left
+// in the test's temporary directory.
 func TestStatusPage(t *testing.T) {
 	browser := chromium(t)
 	bin := buildGateway(t)
@@ -68,6 +70,8 @@ func TestStatusPage(t *testing.T) {
 	// Before the load: nothing fails (a rate needs two readings, so this
 	// is the page's second second at least), nothing is in flight.
 	waitCell(t, ctx, failing+" td.errors", func(s string) bool { return s == "0.0" })
+	assert.Equal(t, "0.0", cellText(t, ctx, slow+" td.rate"))
+	assert.Equal(t, "—", cellText(t, ctx, slow+" td.p50"), "no call, no median")
 	assert.Equal(t, "0", cellText(t, ctx, slow+" td.inflight"))
 
 	loadCtx, stopLoad := context.WithCancel(t.Context())
@@ -79,12 +83,12 @@ func TestStatusPage(t *testing.T) {
 	defer loaders.Wait()
 	defer stopLoad()
 
-	errs := waitCell(t, ctx, failing+" td.errors", func(s string) bool {
-		v, err := strconv.ParseFloat(s, 64)
-		return err == nil && v > 0
-	})
+	errs := waitCell(t, ctx, failing+" td.errors", positive)
+	rate := waitCell(t, ctx, slow+" td.rate", positive)
+	p50 := waitCell(t, ctx, slow+" td.p50", func(s string) bool { return strings.HasPrefix(s, "≤") || strings.HasPrefix(s, ">") })
 	inFlight := waitCell(t, ctx, slow+" td.inflight", func(s string) bool { return s != "" && s != "0" })
-	t.Logf("under load the page shows %s errors/s for /t and %s calls in flight for /slow", errs, inFlight)
+	t.Logf("under load the page shows %s errors/s for /t, and %s requests/s, p50 %s and %s calls in flight for /slow",
+		errs, rate, p50, inFlight)
 
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG, not JPEG
 	require.NoError(t, err)
@@ -125,10 +129,19 @@ func keepCalling(ctx context.Context, addr, query string) {
 	}
 }
 
-// cellText returns the text of the element sel selects.
+// positive reports whether s is a number above 0.
+func positive(s string) bool {
+	v, err := strconv.ParseFloat(s, 64)
+	return err == nil && v > 0
+}
+
+// cellText returns the text of the element sel selects, read in one step
+// in the page: the page redraws its table every second, and a node found
+// first and read after may be gone by then.
 func cellText(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`(document.querySelector(`+strconv.Quote(sel)+`) || {textContent: ""}).textContent`))
 	require.NoError(t, err)
 	return s
 }

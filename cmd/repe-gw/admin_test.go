@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -260,4 +263,107 @@ func listen(t *testing.T) string {
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
 	return l.Addr().String()
+}
+
+// TestAdminCountsEveryRequest sends a real gateway a known mix of requests
+// (good ones, paths no plugin owns, notifies, frames whose length is wrong
+// and one whose magic is, which closes the connection), then scrapes
+// /metrics and finds exactly those counts.
+func TestAdminCountsEveryRequest(t *testing.T) {
+	bin := buildGateway(t)
+	g, admin := startAdminGateway(t, bin, "--plugin", gatewaytest.Calculator(t))
+
+	const good, unknown, notifies, badLengths = 50, 7, 5, 3
+	var script []byte
+	for i := range good {
+		script = append(script, gatewaytest.Request(uint64(i), "/calculator/value", "")...)
+	}
+	for i := range unknown {
+		script = append(script, gatewaytest.Request(uint64(i), "/nowhere", "")...)
+	}
+	for range notifies {
+		script = append(script, gatewaytest.Notify("/calculator/increment", "")...)
+	}
+	for i := range badLengths {
+		// A length field that disagrees with the query and body lengths:
+		// answered, and the connection reads on.
+		b := append(gatewaytest.Request(uint64(i), "/calculator/value", ""), 0)
+		b[0]++
+		script = append(script, b...)
+	}
+	badMagic := gatewaytest.Request(99, "/calculator/value", "")
+	badMagic[8] = 0 // answered, then the connection is closed
+	script = append(script, badMagic...)
+
+	c := g.dial(t)
+	c.Send(script)
+	received := 0
+	for range good + unknown + badLengths + 1 {
+		received += len(c.Next())
+	}
+	c.ExpectClosed()
+
+	var m map[string]*dto.MetricFamily
+	require.Eventually(t, func() bool {
+		m = scrapeMetrics(t, admin)
+		return metricValue(t, m, "repe_gw_connections_open", nil) == 0
+	}, gatewaytest.Timeout, time.Millisecond, "the closed connection is counted")
+	calc := map[string]string{"plugin": "calculator"}
+	assert.Equal(t, float64(good), metricValue(t, m, "repe_gw_requests_total", map[string]string{"plugin": "calculator", "ec": "0"}))
+	assert.Equal(t, float64(unknown), metricValue(t, m, "repe_gw_requests_total", map[string]string{"plugin": "", "ec": "6"}))
+	var own float64
+	for _, s := range m["repe_gw_requests_total"].Metric {
+		for _, l := range s.Label {
+			if l.GetName() == "plugin" && l.GetValue() == "" {
+				own += s.GetCounter().GetValue()
+			}
+		}
+	}
+	assert.Equal(t, float64(unknown+badLengths+1), own, "the gateway's own replies, with no plugin chosen")
+	assert.Equal(t, float64(notifies), metricValue(t, m, "repe_gw_notifies_total", calc))
+	assert.Equal(t, float64(good+notifies), metricValue(t, m, "repe_gw_request_duration_seconds", calc), "every call timed once")
+	assert.Equal(t, 1.0, metricValue(t, m, "repe_gw_connections_accepted_total", nil))
+	assert.Equal(t, 1.0, metricValue(t, m, "repe_gw_connections_closed_total", map[string]string{"reason": "bad_frame"}))
+	assert.Equal(t, float64(len(script)), metricValue(t, m, "repe_gw_received_bytes_total", nil))
+	assert.Equal(t, float64(received), metricValue(t, m, "repe_gw_sent_bytes_total", nil))
+}
+
+// scrapeMetrics reads the admin listener's /metrics as Prometheus would.
+func scrapeMetrics(t *testing.T, admin string) map[string]*dto.MetricFamily {
+	t.Helper()
+	code, body := adminGet(t, admin, "/metrics", "")
+	require.Equal(t, http.StatusOK, code, body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	m, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	require.NoError(t, err)
+	return m
+}
+
+// metricValue returns the value of the series of family whose labels
+// include labels; for a histogram, its count.
+func metricValue(t *testing.T, m map[string]*dto.MetricFamily, family string, labels map[string]string) float64 {
+	t.Helper()
+	f, ok := m[family]
+	require.True(t, ok, "no metric %s", family)
+	for _, s := range f.Metric {
+		match := true
+		for _, l := range s.Label {
+			if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case s.Counter != nil:
+			return s.Counter.GetValue()
+		case s.Gauge != nil:
+			return s.Gauge.GetValue()
+		case s.Histogram != nil:
+			return float64(s.Histogram.GetSampleCount())
+		}
+	}
+	t.Fatalf("no series of %s with %v", family, labels)
+	return 0
 }
