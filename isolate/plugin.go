@@ -103,8 +103,10 @@ type Plugin struct {
 	// nothing.
 	group group
 	rbuf  []byte
-	pfd   [2]unix.PollFd
-	ts    unix.Timespec
+	// Rounds before the next yield, and the current backoff (maybeYield).
+	yieldSkip, yieldBackoff int
+	pfd                     [2]unix.PollFd
+	ts                      unix.Timespec
 
 	stop    chan struct{} // closed by Close: stop the worker, start no other
 	kill    chan struct{} // closed by Close when its context ends

@@ -118,13 +118,17 @@ func (p *Plugin) lead(self *call) {
 // exchange. It answers each, except those that a failure of the worker
 // left with no request begun: they go back to the head of the queue, for
 // the next worker, as if they had come during its restart.
+//
+// It may first let the goroutines that are ready to run do so, so that the
+// calls they are about to make join this exchange instead of waiting for
+// the next: with one P, as a gateway pinned to one CPU has, they could
+// not run while this one waits for the worker, which holds its thread in
+// the kernel. Yielding costs a switch of threads when the goroutine ready
+// is the gateway's event loop, which is locked to its own, so a yield that
+// brought no call makes the next ones rarer: one round in 2, 4, up to 64.
 func (p *Plugin) round(self *call) {
 	g := &p.group
-	// Let the goroutines that are ready to run do so first: the calls
-	// they make join this exchange instead of waiting for the next. With
-	// one P, as a gateway pinned to one CPU has, they could not run while
-	// this one waits for the worker, which holds its thread in the kernel.
-	runtime.Gosched()
+	p.maybeYield()
 	p.qmu.Lock()
 	g.calls = append(g.calls[:0], p.queue...)
 	clear(p.queue)
@@ -227,4 +231,29 @@ func (p *Plugin) round(self *call) {
 func (p *Plugin) answerAll(c *call, msg string) {
 	c.dst = appendErrors(c.dst, c.reqs, repe.SendError, msg)
 	c.done = true
+}
+
+// maxYieldBackoff bounds the rounds between two yields of round.
+const maxYieldBackoff = 64
+
+// maybeYield yields to the goroutines ready to run, unless the last yields
+// brought no call to the queue (see round).
+func (p *Plugin) maybeYield() {
+	if p.yieldSkip > 0 {
+		p.yieldSkip--
+		return
+	}
+	p.qmu.Lock()
+	before := len(p.queue)
+	p.qmu.Unlock()
+	runtime.Gosched()
+	p.qmu.Lock()
+	joined := len(p.queue) > before
+	p.qmu.Unlock()
+	if joined {
+		p.yieldBackoff = 0
+	} else {
+		p.yieldBackoff = min(max(1, 2*p.yieldBackoff), maxYieldBackoff)
+	}
+	p.yieldSkip = p.yieldBackoff
 }
