@@ -121,6 +121,12 @@ type Config struct {
 	// EventLoops is the number of gnet event loops. Default GOMAXPROCS.
 	EventLoops int
 
+	// ReusePort sets SO_REUSEPORT on the listener, so that a second
+	// process can listen on the same address: the new version of the
+	// gateway starts before the old one drains. Default false: a second
+	// listener on the address is an error.
+	ReusePort bool
+
 	// Logger receives the server's logs. Default: none.
 	Logger *slog.Logger
 

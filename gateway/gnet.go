@@ -26,6 +26,7 @@ func (s *Server) startGnet() error {
 	opts := []gnet.Option{
 		gnet.WithNumEventLoop(s.cfg.EventLoops),
 		gnet.WithReuseAddr(true),
+		gnet.WithReusePort(s.cfg.ReusePort),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithReadBufferCap(readBufferCap),
 		gnet.WithLogger(gnetLogger{s.log}),
