@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/repe-gw/repe-gw/gwapi"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -20,7 +21,7 @@ import (
 //
 // It is read-only and shows no file paths. No plugin may claim it, or a
 // root below it.
-const ReservedRoot = "/_gw"
+const ReservedRoot = gwapi.Root
 
 // introspection is the gateway's own root, served as an in-process plugin
 // whose calls are cheap enough to run inline.
@@ -62,20 +63,11 @@ func (in introspection) Call(dst, req []byte) ([]byte, error) {
 	return repe.AppendResponse(dst, m.ID(), repe.OK, repe.BodyJSON, body), nil
 }
 
-type pluginView struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	Root    string `json:"root"`
-	Mode    string `json:"mode"`
-	State   string `json:"state"`
-	SHA256  string `json:"sha256,omitempty"`
-}
-
-func (in introspection) plugins() []pluginView {
+func (in introspection) plugins() []gwapi.Plugin {
 	lanes := in.s.routes.Load().plugins
-	out := make([]pluginView, 0, len(lanes))
+	out := make([]gwapi.Plugin, 0, len(lanes))
 	for _, l := range lanes {
-		v := pluginView{Name: l.name, Version: l.version, Root: l.root, Mode: "inprocess", State: l.state(),
+		v := gwapi.Plugin{Name: l.name, Version: l.version, Root: l.root, Mode: "inprocess", State: l.state(),
 			SHA256: l.sha256}
 		if l.isolated != nil {
 			v.Mode = "isolated"
@@ -97,32 +89,6 @@ func (l *lane) state() string {
 	return "serving"
 }
 
-type statsView struct {
-	Connections struct {
-		Accepted uint64            `json:"accepted"`
-		Open     int               `json:"open"`
-		Closed   map[string]uint64 `json:"closed"`
-	} `json:"connections"`
-	BytesIn  uint64            `json:"bytes_in"`
-	BytesOut uint64            `json:"bytes_out"`
-	Replies  map[string]uint64 `json:"replies"`
-	Plugins  []pluginStatsView `json:"plugins"`
-}
-
-type pluginStatsView struct {
-	Name        string            `json:"name"`
-	Root        string            `json:"root"`
-	Replies     map[string]uint64 `json:"replies"`
-	Notifies    uint64            `json:"notifies"`
-	InlineCalls uint64            `json:"inline_calls"`
-	WorkerCalls uint64            `json:"worker_calls"`
-	InFlight    int               `json:"in_flight"`
-	Queued      int               `json:"queued"`
-	Timeouts    uint64            `json:"timeouts"`
-	Refused     uint64            `json:"refused"`
-	CircuitOpen bool              `json:"circuit_open"`
-}
-
 // byEC turns counts into a JSON object keyed by ec.
 func byEC(counts []ECCount) map[string]uint64 {
 	m := make(map[string]uint64, len(counts))
@@ -132,9 +98,9 @@ func byEC(counts []ECCount) map[string]uint64 {
 	return m
 }
 
-func (in introspection) stats() statsView {
+func (in introspection) stats() gwapi.Stats {
 	st := in.s.Stats()
-	var v statsView
+	var v gwapi.Stats
 	v.Connections.Accepted, v.Connections.Open = st.Accepted, st.Open
 	v.Connections.Closed = map[string]uint64{
 		"client": st.ClientCloses, "bad_frame": st.BadFrames, "slow_consumer": st.SlowConsumers,
@@ -144,7 +110,7 @@ func (in introspection) stats() statsView {
 	}
 	v.BytesIn, v.BytesOut, v.Replies = st.BytesIn, st.BytesOut, byEC(st.Replies)
 	for _, p := range in.s.PluginStats() {
-		v.Plugins = append(v.Plugins, pluginStatsView{
+		v.Plugins = append(v.Plugins, gwapi.PluginStats{
 			Name: p.Name, Root: p.Root, Replies: byEC(p.Replies), Notifies: p.Notifies,
 			InlineCalls: p.InlineCalls, WorkerCalls: p.WorkerCalls, InFlight: p.InFlight, Queued: p.Queued,
 			Timeouts: p.Timeouts, Refused: p.Refused, CircuitOpen: p.CircuitOpen,

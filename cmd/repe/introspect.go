@@ -10,44 +10,12 @@ import (
 	"text/tabwriter"
 
 	"github.com/repe-gw/repe-gw/client"
+	"github.com/repe-gw/repe-gw/gwapi"
 )
 
 // The plugins and stats commands ask a repe-gw about itself, at the root
 // it reserves for that (/_gw), and show the answer as a table, or as the
 // gateway's JSON with --json.
-
-type pluginRow struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	Root    string `json:"root"`
-	Mode    string `json:"mode"`
-	State   string `json:"state"`
-	SHA256  string `json:"sha256"`
-}
-
-type statsReply struct {
-	Connections struct {
-		Accepted uint64            `json:"accepted"`
-		Open     int               `json:"open"`
-		Closed   map[string]uint64 `json:"closed"`
-	} `json:"connections"`
-	BytesIn  uint64            `json:"bytes_in"`
-	BytesOut uint64            `json:"bytes_out"`
-	Replies  map[string]uint64 `json:"replies"`
-	Plugins  []struct {
-		Name        string            `json:"name"`
-		Root        string            `json:"root"`
-		Replies     map[string]uint64 `json:"replies"`
-		Notifies    uint64            `json:"notifies"`
-		InlineCalls uint64            `json:"inline_calls"`
-		WorkerCalls uint64            `json:"worker_calls"`
-		InFlight    int               `json:"in_flight"`
-		Queued      int               `json:"queued"`
-		Timeouts    uint64            `json:"timeouts"`
-		Refused     uint64            `json:"refused"`
-		CircuitOpen bool              `json:"circuit_open"`
-	} `json:"plugins"`
-}
 
 // runIntrospect asks the gateway at opts.addr for path under its reserved
 // root and prints the reply.
@@ -64,7 +32,7 @@ func runIntrospect(name string, opts options, stdout, stderr io.Writer) int {
 		return reportError(stderr, err, client.Reply{}, "connect to", opts)
 	}
 	defer c.Close()
-	reply, err := c.Call(ctx, "/_gw/"+name, nil)
+	reply, err := c.Call(ctx, gwapi.Root+"/"+name, nil)
 	if err != nil {
 		code := reportError(stderr, err, reply, "get a reply from", opts)
 		fmt.Fprintf(stderr, "repe: %s is answered by repe-gw only; is %s one?\n", name, opts.addr)
@@ -80,7 +48,7 @@ func runIntrospect(name string, opts options, stdout, stderr io.Writer) int {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	switch name {
 	case "plugins":
-		var rows []pluginRow
+		var rows []gwapi.Plugin
 		if err := json.Unmarshal(reply.Body, &rows); err != nil {
 			fmt.Fprintf(stderr, "repe: the gateway's plugin list: %v\n", err)
 			return exitFailure
@@ -90,7 +58,7 @@ func runIntrospect(name string, opts options, stdout, stderr io.Writer) int {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Version, r.Root, r.Mode, r.State, short(r.SHA256))
 		}
 	case "stats":
-		var s statsReply
+		var s gwapi.Stats
 		if err := json.Unmarshal(reply.Body, &s); err != nil {
 			fmt.Fprintf(stderr, "repe: the gateway's stats: %v\n", err)
 			return exitFailure
