@@ -65,6 +65,12 @@ type conn struct {
 
 	// why says why the connection is being closed (tally.go).
 	why atomic.Uint32
+
+	// made counts the replies the core wrote itself rather than a plugin
+	// (framing, routing, refusals, deadlines, invalid plugin replies), so
+	// that a one-shot caller can tell a plugin's ec from the gateway's
+	// (oneshot.go). Workers add to it too.
+	made atomic.Uint32
 }
 
 // loop is the state of one goroutine that serves connections one at a time:
@@ -256,6 +262,7 @@ loop:
 				s.log.Debug("closing connection after a bad frame", "remote", cs.remote, "error", err)
 				before := len(out)
 				out = repe.AppendError(out, repe.PeekID(b), e.Code, e.Message)
+				cs.made.Add(1)
 				s.gwTally[cs.loop.tally.slot].reply(uint32(e.Code))
 				cs.loop.tally.bytesIn.Add(uint64(len(b))) // received, never served
 				cs.setWhy(closedBadFrame)
@@ -274,6 +281,7 @@ loop:
 			e := repe.AsError(err)
 			before := len(out)
 			out = repe.AppendError(out, frame.ID(), e.Code, e.Message)
+			cs.made.Add(1)
 			s.gwTally[cs.loop.tally.slot].reply(uint32(e.Code))
 			if s.timeCalls {
 				s.logCall(cs.remote, nil, frame, out[before:], 0)
@@ -292,6 +300,7 @@ loop:
 				s.gwTally[cs.loop.tally.slot].notifies.Add(1)
 			} else {
 				out = repe.AppendError(out, frame.ID(), repe.MethodNotFound, textNoPlugin)
+				cs.made.Add(1)
 				s.gwTally[cs.loop.tally.slot].reply(uint32(repe.MethodNotFound))
 			}
 			if s.timeCalls {
@@ -302,10 +311,10 @@ loop:
 			before := len(out)
 			if s.timeCalls {
 				start := s.now()
-				out = l.call(out, frame)
+				out = l.call(out, frame, cs)
 				s.logCall(cs.remote, l, frame, out[before:], s.now()-start)
 			} else {
-				out = l.call(out, frame)
+				out = l.call(out, frame, cs)
 			}
 			run.calls++
 			switch {
@@ -389,6 +398,7 @@ func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 		// the first request dropped, then close.
 		before := len(out)
 		out = repe.AppendError(out, cs.overflowID, repe.ConnectionFailure, s.textOverflow)
+		cs.made.Add(1)
 		s.gwTally[t.slot].reply(uint32(repe.ConnectionFailure))
 		if s.timeCalls {
 			s.logCall(cs.remote, nil, repe.AppendHeader(nil, repe.Header{ID: cs.overflowID}, 0, 0), out[before:], 0)

@@ -138,6 +138,7 @@ func (l *lane) refuse(j *job, text string) {
 		}
 		if !m.Notify() {
 			j.reply.B = repe.AppendError(j.reply.B, m.ID(), repe.SendError, text)
+			j.cs.made.Add(1)
 		}
 		l.refused.Add(1)
 		b = b[n:]
@@ -268,7 +269,7 @@ func (l *lane) runJob(j *job, w *watch) (owned bool) {
 		}
 		start, before := time.Now(), len(j.reply.B)
 		if w == nil {
-			j.reply.B = l.call(j.reply.B, frame)
+			j.reply.B = l.call(j.reply.B, frame, j.cs)
 		} else if owned = w.call(j, frame); !owned {
 			return false
 		}
@@ -340,9 +341,10 @@ func (w *watch) call(j *job, frame repe.Message) bool {
 	l := w.l
 	w.mu.Lock()
 	w.j, w.start, w.frame, w.passed = j, l.srv.now(), frame, false
+	cs := j.cs // read under mu: once the deadline passes, j may be freed
 	w.mu.Unlock()
 	w.timer.Reset(time.Duration(l.deadline))
-	w.scratch = l.call(w.scratch[:0], frame)
+	w.scratch = l.call(w.scratch[:0], frame, cs)
 	w.timer.Stop()
 	w.mu.Lock()
 	passed, keep := w.passed, w.keep
@@ -412,6 +414,7 @@ func (w *watch) expire() {
 	before := len(j.reply.B)
 	if !notify {
 		j.reply.B = repe.AppendError(j.reply.B, id, repe.Timeout, l.textTimeout)
+		j.cs.made.Add(1)
 	}
 	if l.srv.timeCalls {
 		frame := repe.AppendMessage(nil, repe.Header{ID: id, Notify: notify}, query, nil)

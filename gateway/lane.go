@@ -246,10 +246,11 @@ func (l *lane) jobFrames() int {
 
 // call runs one request and appends its reply, or a REPE error that says why
 // the plugin could not answer, to dst.
-func (l *lane) call(dst []byte, frame repe.Message) []byte {
+func (l *lane) call(dst []byte, frame repe.Message, cs *conn) []byte {
 	out, err := l.plugin.Call(dst, frame)
 	if err != nil {
 		l.invalid.Add(1)
+		cs.made.Add(1)
 		e := repe.AsError(err)
 		l.errLog.Do(func(suppressed int64) {
 			l.log.Warn("plugin call failed", "query", string(frame.Query()), "error", err, "suppressed", suppressed)
