@@ -38,7 +38,7 @@ const (
 
 func main() {
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, sigs))
 }
 
@@ -98,7 +98,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	}
 	// Before the first plugin loads: an init may take as long as it likes,
 	// and a signal must not wait for it.
-	stop := watchSignals(log, sigs, shutdownTimeout)
+	stop, hups := watchSignals(log, sigs, shutdownTimeout)
 
 	var from string // where the plugins in effect come from, when not the file
 	switch {
@@ -108,6 +108,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		from = "REPE_GW_PLUGINS"
 	}
 	entries := append(fileEntries(f, from), namedEntries(f, cl.named)...)
+	// A reload reads the file again; the environment and flags still
+	// override it.
+	reread := func() (*config.File, []*entry, error) {
+		f, err := loadConfig(cl.flags.Config, env.Config)
+		if err != nil {
+			return nil, nil, err
+		}
+		f.Apply(env)
+		f.Apply(cl.flags)
+		return f, append(fileEntries(f, from), namedEntries(f, cl.named)...), nil
+	}
 	for _, e := range entries {
 		if !e.Enabled {
 			log.Info("plugin entry disabled", "entry", e.at(""), "path", e.Path)
@@ -161,6 +172,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		return exitFailure
 	}
 
+	rl := newReloader(log, srv, host, files, loaded, shutdownTimeout, reread)
+	go func() {
+		for range hups {
+			rl.reload("SIGHUP")
+		}
+	}()
 	code := exitOK
 	adm, err := startAdmin(log, adminCfg, srv, loaded)
 	if err != nil {
@@ -182,7 +199,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		log.Error("shutdown", "error", err)
 		code = exitFailure
 	}
-	if !closeIsolated(log, isolated, shutdownTimeout) || !closeHost(log, host, shutdownTimeout) {
+	if !rl.close(shutdownTimeout) {
 		code = exitFailure
 	}
 	stopAdmin(log, adm, shutdownTimeout)
@@ -252,21 +269,36 @@ func printError(w io.Writer, prefix string, err error) {
 	}
 }
 
-// watchSignals returns a channel that is closed by the first signal, at
-// whatever stage the gateway is: loading plugins, serving or shutting
-// down. The second signal ends the process at once, as the README promises,
-// without waiting for a plugin's init or shutdown, or for calls in flight.
-func watchSignals(log *slog.Logger, sigs <-chan os.Signal, shutdownTimeout time.Duration) <-chan struct{} {
-	stop := make(chan struct{})
+// watchSignals returns a channel that is closed by the first signal to
+// stop, at whatever stage the gateway is: loading plugins, serving or
+// shutting down. The second signal to stop ends the process at once, as
+// the README promises, without waiting for a plugin's init or shutdown,
+// or for calls in flight. SIGHUP asks for a reload instead: hups has room
+// for one, so that SIGHUPs sent during a reload make one more.
+func watchSignals(log *slog.Logger, sigs <-chan os.Signal, shutdownTimeout time.Duration) (stop <-chan struct{}, hups <-chan struct{}) {
+	stopped := make(chan struct{})
+	hup := make(chan struct{}, 1)
+	next := func() os.Signal {
+		for sig := range sigs {
+			if sig != syscall.SIGHUP {
+				return sig
+			}
+			select {
+			case hup <- struct{}{}:
+			default:
+			}
+		}
+		select {} // no more signals: nothing stops the gateway
+	}
 	go func() {
-		sig := <-sigs
+		sig := next()
 		log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
-		close(stop)
-		sig = <-sigs
+		close(stopped)
+		sig = next()
 		log.Error("second signal: exiting now", "signal", sig.String())
 		os.Exit(exitFailure)
 	}()
-	return stop
+	return stopped, hup
 }
 
 // closeHost shuts every plugin down once its calls have returned, and

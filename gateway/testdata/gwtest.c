@@ -13,6 +13,7 @@
  *   fill     replies with as many bytes 'x' as its JSON body says
  *   nap      sleeps as many milliseconds as its JSON body says, then replies
  *            like ping; counted as count is
+ *   name     its GW_NAME, as UTF-8: which build answered, across a reload
  *   other    ec 6 "invalid_query: <query>", as a Glaze registry does
  * Built with -DGW_LOG='"/path"', init and shutdown each append a line to
  * that file, so tests can count them across a whole process's life (a path
@@ -162,6 +163,9 @@ repe_buffer repe_plugin_call(const char* req, uint64_t size) {
         enter();
         nap(200);
         atomic_fetch_sub(&inside, 1);
+    } else if (last_segment_is(q, ql, "name")) {
+        reply(id, 0, 3, GW_NAME, strlen(GW_NAME));
+        return (repe_buffer){out, notify ? 0 : 48 + strlen(GW_NAME)};
     } else if (last_segment_is(q, ql, "echo")) {
         reply(id, 0, bf, q + ql, bl);
         return (repe_buffer){out, notify ? 0 : 48 + bl};

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/repe-gw/repe-gw/internal/gatewaytest"
+	"github.com/repe-gw/repe-gw/internal/plugintest"
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// buildVersion builds the gateway's test plugin serving /v as name, with
+// its init and shutdown recorded in events, and returns the file.
+func buildVersion(t *testing.T, name, events string) string {
+	t.Helper()
+	so, err := plugintest.BuildTo(t.TempDir(), plugintest.RepoPath("gateway/testdata/gwtest.c"),
+		fmt.Sprintf("-DGW_NAME=%q", name), `-DGW_ROOT="/v"`, fmt.Sprintf("-DGW_LOG=%q", events))
+	require.NoError(t, err)
+	return so
+}
+
+// install puts the plugin file src at dst as an installer does: written
+// beside it, then renamed over it, so that the file a running gateway
+// mapped at start is never rewritten.
+func install(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	require.NoError(t, err)
+	tmp := filepath.Join(filepath.Dir(dst), ".installing")
+	require.NoError(t, os.WriteFile(tmp, b, 0o755))
+	require.NoError(t, os.Rename(tmp, dst))
+}
+
+// reload sends SIGHUP and waits until the reload has ended, well or not:
+// it is the n-th reload of the process.
+func (g *process) reload(t *testing.T, n int) {
+	t.Helper()
+	require.NoError(t, g.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		log := g.log()
+		return strings.Count(log, "msg=\"reload done\"")+strings.Count(log, "msg=\"reload failed; nothing changed\"") >= n
+	}, gatewaytest.Timeout, time.Millisecond, "reload %d did not end:\n%s", n, g.log())
+}
+
+// loadConn keeps depth requests for /v/name in flight on one connection,
+// and checks every reply: in order, ec 0, and from exactly one of the
+// versions.
+type loadConn struct {
+	conn     net.Conn
+	versions []string
+	replies  atomic.Int64
+	seen     sync.Map // the versions that answered
+}
+
+func (lc *loadConn) run(depth int, stop <-chan struct{}) error {
+	var batch []byte
+	buf := make([]byte, 0, 64<<10)
+	next := uint64(0)
+	for {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		batch = batch[:0]
+		for i := range depth {
+			batch = repe.AppendMessage(batch, repe.Header{ID: next + uint64(i), QueryFormat: repe.QueryJSONPointer}, "/v/name", nil)
+		}
+		if _, err := lc.conn.Write(batch); err != nil {
+			return err
+		}
+		for got := 0; got < depth; {
+			n, err := repe.Split(buf, 0)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				if len(buf) == cap(buf) {
+					return fmt.Errorf("a reply over %d bytes", cap(buf))
+				}
+				k, err := lc.conn.Read(buf[len(buf):cap(buf)])
+				if err != nil {
+					return err
+				}
+				buf = buf[:len(buf)+k]
+				continue
+			}
+			m := repe.Message(buf[:n])
+			if m.ID() != next {
+				return fmt.Errorf("reply id %d, want %d: out of order", m.ID(), next)
+			}
+			if m.EC() != repe.OK {
+				return fmt.Errorf("reply %d: ec %d: %s", next, m.EC(), m.Body())
+			}
+			body := string(m.Body())
+			if !strings.Contains(strings.Join(lc.versions, "\n")+"\n", body+"\n") {
+				return fmt.Errorf("reply %d: body %q is no version's", next, body)
+			}
+			lc.seen.Store(body, true)
+			lc.replies.Add(1)
+			next++
+			got++
+			buf = buf[:copy(buf, buf[n:])]
+		}
+	}
+}
+
+// TestReloadUnderLoad: 20 reloads alternating between two builds of a
+// plugin, under pipelined load on many connections, lose no request; each
+// reply is one version's, in order; each image loaded gets its init and,
+// once retired, its shutdown, once.
+func TestReloadUnderLoad(t *testing.T) {
+	bin := buildGateway(t)
+	events := filepath.Join(t.TempDir(), "events")
+	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
+	dir := t.TempDir()
+	so := filepath.Join(dir, "v.so")
+	install(t, a, so)
+	g := startGateway(t, bin, "--plugins", dir)
+
+	const conns, depth, reloads = 8, 16, 20
+	stop := make(chan struct{})
+	load := make([]*loadConn, conns)
+	errs := make(chan error, conns)
+	var wg sync.WaitGroup
+	for i := range load {
+		c, err := net.Dial("tcp", g.addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		load[i] = &loadConn{conn: c, versions: []string{"a", "b"}}
+		wg.Go(func() { errs <- load[i].run(depth, stop) })
+	}
+	// waitReplies waits until every connection has had another round of
+	// replies, or one has failed.
+	waitReplies := func() {
+		t.Helper()
+		for _, lc := range load {
+			base := lc.replies.Load()
+			require.Eventually(t, func() bool { return lc.replies.Load() >= base+depth || len(errs) > 0 },
+				gatewaytest.Timeout, time.Millisecond, "no load")
+		}
+	}
+	waitReplies()
+	for i := range reloads {
+		install(t, []string{b, a}[i%2], so)
+		g.reload(t, i+1)
+		// Replies from after the swap on every connection, before the next.
+		waitReplies()
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	log := g.log()
+	assert.Equal(t, reloads, strings.Count(log, "msg=\"reload done\""), log)
+	assert.Equal(t, reloads, strings.Count(log, "msg=\"reload: plugin replaced\""), log)
+	assert.NotContains(t, log, "reload failed")
+	for _, lc := range load {
+		for _, v := range []string{"a", "b"} {
+			_, ok := lc.seen.Load(v)
+			assert.True(t, ok, "no reply from %s on a connection", v)
+		}
+	}
+	require.NoError(t, g.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, g.waitExit(t), g.log())
+	got, err := os.ReadFile(events)
+	require.NoError(t, err)
+	// a at start and after every second reload, b after the others.
+	assert.Equal(t, reloads/2+1, strings.Count(string(got), "a init\n"))
+	assert.Equal(t, reloads/2+1, strings.Count(string(got), "a shutdown\n"))
+	assert.Equal(t, reloads/2, strings.Count(string(got), "b init\n"))
+	assert.Equal(t, reloads/2, strings.Count(string(got), "b shutdown\n"))
+}
+
+// TestReloadFailsWhole: a reload that meets a file that is no plugin, or
+// a root another plugin serves, changes nothing and says why.
+func TestReloadFailsWhole(t *testing.T) {
+	bin := buildGateway(t)
+	events := filepath.Join(t.TempDir(), "events")
+	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
+	dir := t.TempDir()
+	so := filepath.Join(dir, "v.so")
+	install(t, a, so)
+	g := startGateway(t, bin, "--plugins", dir)
+	c := g.dial(t)
+	name := func() string {
+		t.Helper()
+		c.Send(gatewaytest.Request(1, "/v/name", ""))
+		m := c.Next()
+		require.Equal(t, repe.OK, m.EC(), "%s", m.Body())
+		return string(m.Body())
+	}
+	require.Equal(t, "a", name())
+
+	// b in place of a, beside a file that is no plugin: neither loads.
+	install(t, b, so)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.so"), []byte("not a shared object"), 0o755))
+	g.reload(t, 1)
+	log := g.log()
+	assert.Contains(t, log, "msg=\"reload: plugin failed\" file="+filepath.Join(dir, "broken.so"))
+	assert.Contains(t, log, "msg=\"reload failed; nothing changed\" error=\"1 of 2 plugin files failed to load\"")
+	assert.Equal(t, "a", name())
+
+	// Without the broken file, but with b at v.so and at w.so: the second
+	// of two new plugins for /v is refused before its init.
+	require.NoError(t, os.Remove(filepath.Join(dir, "broken.so")))
+	install(t, b, filepath.Join(dir, "w.so"))
+	g.reload(t, 2)
+	assert.Contains(t, g.log(), `\"/v\" is served by`)
+	assert.Equal(t, "a", name())
+
+	// a, unchanged, at v.so and b at w.so: the routes refuse the clash.
+	install(t, a, so)
+	g.reload(t, 3)
+	assert.Contains(t, g.log(), "both claim root /v")
+	assert.Equal(t, "a", name())
+
+	// Fixed: b serves.
+	require.NoError(t, os.Remove(filepath.Join(dir, "w.so")))
+	install(t, b, so)
+	g.reload(t, 4)
+	assert.Contains(t, g.log(), "msg=\"reload: plugin replaced\" file="+so)
+	assert.Equal(t, "b", name())
+}
+
+// TestReloadRemoveDrains: a plugin removed by a reload finishes the call
+// it is in, is shut down only after it, and its paths get method_not_found
+// at once.
+func TestReloadRemoveDrains(t *testing.T) {
+	bin := buildGateway(t)
+	gt := newGate(t)
+	dir := t.TempDir()
+	gt.build(t, dir, "gate", "/gate", false)
+	g := startGateway(t, bin, "--plugins", dir)
+
+	held := g.dial(t)
+	held.Send(gatewaytest.Request(7, "/gate/wait", ""))
+	gt.waitEvent(t, "gate wait 7")
+
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		require.NoError(t, os.Remove(filepath.Join(dir, e.Name())))
+	}
+	g.reload(t, 1)
+	assert.Contains(t, g.log(), "msg=\"reload: plugin removed\"")
+
+	c := g.dial(t)
+	c.Send(gatewaytest.Request(1, "/gate/echo", "1"))
+	assert.Equal(t, repe.MethodNotFound, c.Next().EC())
+	assert.NotContains(t, gt.events(t), "gate shutdown", "shut down with a call in it")
+
+	gt.open(t, "go")
+	m := held.Next()
+	assert.Equal(t, repe.OK, m.EC(), "%s", m.Body())
+	assert.Equal(t, uint64(7), m.ID())
+	gt.waitEvent(t, "gate shutdown")
+	g.waitLog(t, "msg=\"reload: old plugin shut down\"")
+
+	require.NoError(t, g.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, g.waitExit(t), g.log())
+	assert.Equal(t, 1, strings.Count(gt.events(t), "gate shutdown\n"))
+}
