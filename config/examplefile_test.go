@@ -74,6 +74,7 @@ func TestExampleFile(t *testing.T) {
 			TLSCert: ptr("../tls/server.crt"), TLSKey: ptr("../tls/server.key"),
 			TLSClientCA: ptr("../tls/clients-ca.crt"),
 			HTTPAddr:    ptr("127.0.0.1:8080"), // likewise
+			ReusePort:   ptr(false),
 		}, f.Listen)
 		assert.Equal(t, DefaultShutdownTimeout, *f.Limits.ShutdownTimeout)
 		assert.Equal(t, time.Duration(0), *f.Limits.ShutdownDelay)

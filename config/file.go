@@ -48,6 +48,9 @@ type Listen struct {
 	// HTTPAddr is an address, HOST:PORT, that serves HTTP: REPE frames
 	// over a WebSocket at GET /repe. Default: none.
 	HTTPAddr *string `key:"http_addr"`
+	// ReusePort lets another process listen on Addr too (SO_REUSEPORT),
+	// for an upgrade without downtime. Default false.
+	ReusePort *bool `key:"reuse_port"`
 }
 
 // Limits bound what clients can make the gateway hold or wait for. The
@@ -330,6 +333,7 @@ func (f *File) Gateway(log *slog.Logger) gateway.Config {
 	l := &f.Limits
 	return gateway.Config{
 		Addr:              pick(f.Listen.Addr, nil, ""),
+		ReusePort:         pick(f.Listen.ReusePort, nil, false),
 		MaxMessageSize:    pick(l.MaxMessageSize, nil, 0),
 		MaxConns:          pick(l.MaxConns, nil, 0),
 		MaxConnsPerIP:     pick(l.MaxConnsPerIP, nil, 0),

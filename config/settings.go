@@ -146,6 +146,7 @@ var settings = []setting{
 	pathSetting("listen.tls_key", "tls-key", func(s sections) **string { return &s.listen.TLSKey }),
 	pathSetting("listen.tls_client_ca", "tls-client-ca", func(s sections) **string { return &s.listen.TLSClientCA }),
 	textSetting("listen.http_addr", "http-addr", func(s sections) **string { return &s.listen.HTTPAddr }, checked(checkAddr)),
+	boolSetting("listen.reuse_port", "reuse-port", func(s sections) **bool { return &s.listen.ReusePort }),
 
 	sizeSetting("limits.max_message_size", "max-message-size",
 		func(s sections) **uint64 { return &s.limits.MaxMessageSize }, repe.HeaderSize, MaxMessageSize),

@@ -65,6 +65,8 @@ func parseFlags(args []string, stdout io.Writer) (*commandLine, error) {
 	set("tls-key", "", "the TLS private key, PEM `FILE`")
 	set("tls-client-ca", "", "require TLS clients to present a certificate signed by a CA in the PEM `FILE`")
 	set("http-addr", "", "serve REPE over a WebSocket at GET /repe on `HOST:PORT`")
+	fs.boolValue("reuse-port", "let another process listen on --addr too, for an upgrade without downtime",
+		func(s string) error { return cl.flags.Set("reuse-port", s) })
 	set("max-message-size", config.FormatSize(repe.DefaultMaxMessageSize),
 		"refuse frames longer than `SIZE`: bytes, or with KiB, MiB or GiB; at most "+config.FormatSize(config.MaxMessageSize))
 	set("max-conns", strconv.Itoa(gateway.DefaultMaxConns), "close connections beyond `N` at once")
