@@ -1,14 +1,20 @@
 // Package bridge serves the gateway's plugins over HTTP: REPE frames over
-// a WebSocket at GET /repe.
+// a WebSocket at GET /repe, JSON-RPC 2.0 at POST /jsonrpc, and every other
+// path as Glaze's REST mapping of a registry (rest.go).
 //
-// It adds a transport, not a second gateway: every WebSocket is handed to
-// gateway.Server.ServeConn, so routing, the plugins' policies, the limits
-// and the counts are the dispatch core's, as for TCP and TLS.
+// It adds transports, not a second gateway: every WebSocket is handed to
+// gateway.Server.ServeConn, and every HTTP or JSON-RPC call is one request
+// through gateway.Server.Do, so routing, the plugins' policies, the
+// limits and the counts are the dispatch core's, as for TCP and TLS. The
+// core says which errors it made itself, which is how a plugin's parse
+// error (400) is told from a reply of the plugin's it found malformed
+// (502).
 package bridge
 
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/repe"
@@ -23,6 +29,24 @@ type Config struct {
 	// Logger receives what goes wrong at the HTTP level. Default:
 	// discard.
 	Logger *slog.Logger
+}
+
+// The paths the bridge serves itself.
+const (
+	pathWebSocket = "/repe"
+	pathJSONRPC   = "/jsonrpc"
+)
+
+// Reserved reports whether a plugin at root would claim a path the bridge
+// serves itself (/repe, /jsonrpc, or below them): over HTTP it could not
+// be reached there, so it is refused while the bridge serves.
+func Reserved(root string) bool {
+	for _, p := range []string{pathWebSocket, pathJSONRPC} {
+		if root == p || strings.HasPrefix(root, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // Bridge is the HTTP handler of the gateway's HTTP listener.
@@ -41,8 +65,21 @@ func New(srv *gateway.Server, cfg Config) *Bridge {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{srv: srv, cfg: cfg, mux: http.NewServeMux()}
-	b.mux.HandleFunc("GET /repe", b.serveWebSocket)
+	b.mux.HandleFunc("GET "+pathWebSocket, b.serveWebSocket)
+	b.mux.HandleFunc("POST "+pathJSONRPC, b.serveJSONRPC)
+	// Other methods there get 405, not the REST mapping.
+	b.mux.HandleFunc(pathWebSocket, only(http.MethodGet))
+	b.mux.HandleFunc(pathJSONRPC, only(http.MethodPost))
+	b.mux.HandleFunc("/", b.serveREST)
 	return b
 }
 
 func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) { b.mux.ServeHTTP(w, r) }
+
+// only answers 405 for a path that takes method alone.
+func only(method string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", method)
+		writeError(w, http.StatusMethodNotAllowed, repe.InvalidHeader, "want "+method)
+	}
+}

@@ -23,9 +23,15 @@ const (
 )
 
 // startHTTP serves the bridge on addr until srv has shut down: by then
-// every WebSocket has been drained by the core, and new ones are refused
-// from the start of the shutdown.
+// every WebSocket and call has been drained by the core, and new ones are
+// refused (503) from the start of the shutdown. A plugin whose root the
+// bridge reserves stops the start.
 func startHTTP(log *slog.Logger, addr string, srv *gateway.Server, cfg gateway.Config) error {
+	for _, p := range srv.PluginStats() {
+		if bridge.Reserved(p.Root) {
+			return fmt.Errorf("--http-addr: plugin %s at %s is refused: /repe and /jsonrpc belong to the HTTP listener", p.Name, p.Root)
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)

@@ -1,0 +1,167 @@
+package bridge
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/repe-gw/repe-gw/beve"
+	"github.com/repe-gw/repe-gw/gateway"
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// The REST mapping, as Glaze's rest_registry maps a registry: GET reads a
+// value or calls a function that takes nothing (a REPE request without a
+// body), PUT writes (204 No Content on success, as Glaze answers), and
+// POST calls with the JSON body as the argument. The URL path is the
+// query.
+
+// mediaBEVE asks for BEVE replies as they are, rather than as JSON.
+const mediaBEVE = "application/x-beve"
+
+// errorBody is what an HTTP error carries: the REPE code, Glaze's name
+// for it and the message.
+type errorBody struct {
+	EC      uint32 `json:"ec"`
+	Name    string `json:"name"`
+	Message string `json:"message"`
+}
+
+// serveREST calls the plugin that owns the URL's path through the core.
+func (b *Bridge) serveREST(w http.ResponseWriter, r *http.Request) {
+	query := r.URL.Path
+	var body []byte
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodPut, http.MethodPost:
+		// The frame must fit MaxMessageSize, as a TCP client's must.
+		limit := int64(b.cfg.MaxMessageSize) - repe.HeaderSize - int64(len(query))
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, max(limit, 0)))
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, repe.InvalidHeader,
+				"the body makes the REPE frame longer than the gateway's maximum of "+strconv.FormatUint(b.cfg.MaxMessageSize, 10)+" bytes")
+			return
+		}
+		if err != nil {
+			return // the client went away
+		}
+	default:
+		w.Header().Set("Allow", "GET, PUT, POST")
+		writeError(w, http.StatusMethodNotAllowed, repe.InvalidHeader, "want GET, PUT or POST")
+		return
+	}
+	h := repe.Header{ID: 1, QueryFormat: repe.QueryJSONPointer}
+	if len(body) > 0 {
+		h.BodyFormat = repe.BodyJSON
+	}
+	req := repe.AppendMessage(nil, h, query, body)
+	out, origin, err := b.srv.Do(r.Context(), remoteAddr(r), req, nil)
+	switch {
+	case errors.Is(err, gateway.ErrRefused):
+		writeError(w, http.StatusServiceUnavailable, repe.SendError, "the gateway is draining or at its connection limit; safe to retry")
+		return
+	case err != nil:
+		return // the client went away first
+	case len(out) < repe.HeaderSize:
+		writeError(w, http.StatusBadGateway, repe.ConnectionFailure, "the gateway closed the call without a reply")
+		return
+	}
+	m := repe.Message(out)
+	if ec := m.EC(); ec != repe.OK {
+		writeError(w, statusOf(ec, origin), ec, string(m.Body()))
+		return
+	}
+	if r.Method == http.MethodPut || len(m.Body()) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeBody(w, r, m)
+}
+
+// statusOf is the HTTP status of a REPE error: the gateway's own errors by
+// their meaning, a plugin's as the client's fault unless they say
+// otherwise.
+func statusOf(ec repe.ErrorCode, origin gateway.Origin) int {
+	switch ec {
+	case repe.VersionMismatch, repe.InvalidHeader, repe.InvalidBody:
+		return http.StatusBadRequest
+	case repe.InvalidQuery:
+		if origin == gateway.OriginGateway {
+			return http.StatusForbidden // a request hook refused it
+		}
+		return http.StatusBadRequest
+	case repe.ParseError:
+		if origin == gateway.OriginGateway {
+			return http.StatusBadGateway // the plugin's reply was malformed
+		}
+		return http.StatusBadRequest
+	case repe.MethodNotFound:
+		return http.StatusNotFound
+	case repe.Timeout:
+		return http.StatusGatewayTimeout
+	case repe.SendError:
+		return http.StatusServiceUnavailable
+	case repe.ConnectionFailure:
+		return http.StatusBadGateway
+	}
+	if ec.Name() != "" {
+		return http.StatusBadRequest // Glaze's read errors: the body did not parse
+	}
+	return http.StatusInternalServerError
+}
+
+// writeBody writes a successful reply's body by its format: JSON as it
+// is, BEVE as JSON unless the client accepts BEVE, UTF-8 as text and
+// anything else as bytes.
+func writeBody(w http.ResponseWriter, r *http.Request, m repe.Message) {
+	body, kind := m.Body(), "application/octet-stream"
+	switch m.BodyFormat() {
+	case repe.BodyJSON:
+		kind = "application/json"
+	case repe.BodyUTF8:
+		kind = "text/plain; charset=utf-8"
+	case repe.BodyBEVE:
+		if acceptsBEVE(r) {
+			kind = mediaBEVE
+			break
+		}
+		j, err := beve.AppendJSON(nil, body)
+		if err != nil {
+			writeError(w, http.StatusBadGateway, repe.ParseError, "the plugin's BEVE reply does not convert to JSON: "+err.Error())
+			return
+		}
+		body, kind = j, "application/json"
+	}
+	w.Header().Set("Content-Type", kind)
+	_, _ = w.Write(body)
+}
+
+func acceptsBEVE(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		if v == mediaBEVE {
+			return true
+		}
+	}
+	return false
+}
+
+func writeError(w http.ResponseWriter, status int, ec repe.ErrorCode, msg string) {
+	b, _ := json.Marshal(errorBody{EC: uint32(ec), Name: ec.Name(), Message: msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// remoteAddr is the HTTP client's address, for the core's per-address
+// connection limit. net/http gives an IP literal, so no lookup is made.
+func remoteAddr(r *http.Request) net.Addr {
+	a, err := net.ResolveTCPAddr("tcp", r.RemoteAddr)
+	if err != nil {
+		return nil
+	}
+	return a
+}
