@@ -23,12 +23,18 @@
 //     "/" is refused.
 //  5. Load only: a root path another plugin already serves is refused
 //     (ErrDuplicateRoot), before init.
-//  6. Call repe_plugin_init if exported; a result other than REPE_OK refuses
-//     the plugin (ErrInit), after repe_plugin_shutdown is called to undo a
-//     partial initialisation, as Glaze's host example does.
-//  7. Serve calls: Plugin.Call, from any number of goroutines.
-//  8. Shut down: Plugin.Shutdown or Host.Close stop new calls, wait for the
-//     calls in flight, then call repe_plugin_shutdown exactly once.
+//  6. Call repe_plugin_init_ex with the plugin's context if exported,
+//     otherwise repe_plugin_init if exported; a result other than REPE_OK
+//     refuses the plugin (ErrInit), after repe_plugin_shutdown is called to
+//     undo a partial initialisation, as Glaze's host example does. Then, for
+//     a hook plugin loaded by Host.AddFile, repe_gateway_hooks_init; its
+//     failure refuses the file too, REPE part included.
+//  7. Serve calls: Plugin.Call, and the Hooks methods, from any number of
+//     goroutines.
+//  8. Shut down: Host.BeginShutdown sets every context's shutting_down and
+//     runs on_shutdown once; Plugin.Shutdown or Host.Close stop new calls,
+//     wait for the calls in flight, then call repe_plugin_shutdown exactly
+//     once; Host.Close then runs each hook plugin's destroy exactly once.
 //
 // A library is never dlclosed. A C++ plugin's thread_local objects (Glaze's
 // reply buffer is one) are destroyed when each thread that used them exits,
@@ -36,6 +42,43 @@
 // a dlclose those destructors would jump into unmapped memory and crash the
 // host. Static destructors registered with atexit have the same problem. Not
 // unloading costs the library's mapping, nothing else.
+//
+// # Hook plugins and the plugin context
+//
+// plugins/include/repe_gateway.h extends the ABI, without changing it for a
+// plugin that does not use it. A file that exports repe_gateway_hooks_init
+// is a hook plugin: Host.AddFile loads it, with or without the REPE
+// symbols, and Host.Hooks lists the tables in load order, which is the
+// order the gateway calls them in. Hook plugins run in this process only.
+//
+// A plugin that exports repe_plugin_init_ex or repe_gateway_hooks_init gets
+// a context: its name, a data directory <Config.DataDir>/<name> made with
+// mode 0700, its configuration as JSON, a log function and a shutting_down
+// flag. The context lives in an anonymous mapping, which the garbage
+// collector never moves or frees, and is never unmapped, since the plugin
+// may keep it for the life of the process (like the library, which stays
+// loaded).
+//
+// The log function is the one piece of this package that C calls, and it
+// must not call into Go (see "Calling C without cgo" below): plugins call it
+// from threads Go has never seen. It is written in assembly
+// (ctxlog_linux_GOARCH.s) and makes one system call: sendmsg of one
+// datagram, the level and the message, on a Unix datagram socket, with
+// MSG_DONTWAIT|MSG_NOSIGNAL. A datagram is delivered whole or not at all, so
+// messages from many threads never interleave; the call never blocks a
+// plugin (a full socket drops the message and counts it), and a socket
+// whose reader has gone answers an error, never SIGPIPE, which a pipe would
+// raise on the plugin's thread. A goroutine reads the other end and logs
+// each message through Config.Logger with the plugin's name, with
+// "truncated" when it was cut to 4088 bytes and "dropped" when messages
+// were lost before it. When the last part of the plugin is shut down, the
+// host sends a stop record behind everything sent before and waits for the
+// reader to reach it, so that every message logged up to destroy is logged.
+//
+// Hook calls pass their argument structs in the call's own frame, on the
+// goroutine's stack, and a second trampoline (hookcall_GOARCH.s) takes
+// their address once the stack is pinned, so a hook call allocates
+// nothing.
 //
 // # Trust
 //

@@ -20,6 +20,10 @@ var (
 	ErrInit = errors.New("pluginhost: plugin init failed")
 	// ErrDuplicateRoot: another plugin already serves the same root path.
 	ErrDuplicateRoot = errors.New("pluginhost: root path already claimed")
+	// ErrContext: the plugin's context could not be made: its name cannot
+	// name a directory, its data directory cannot be created, or the
+	// system refused memory or a socket.
+	ErrContext = errors.New("pluginhost: cannot make the plugin context")
 )
 
 // LoadError reports a plugin that was refused: the file and the reason. Err

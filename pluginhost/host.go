@@ -12,6 +12,10 @@ import (
 type Host struct {
 	cfg     Config
 	plugins []*Plugin
+	// hooks are the hook plugins' tables, in load order; contexts are the
+	// contexts of every plugin that has one.
+	hooks    []*Hooks
+	contexts []*hostContext
 }
 
 // Load opens the plugins at paths, in order, with the zero Config. See
@@ -41,32 +45,83 @@ func (c Config) Load(paths []string) (*Host, []error) {
 // whether to go on: stop on a signal rather than run every remaining init,
 // or give up when a file it was asked for by name is refused. Add must not
 // run concurrently with h's other methods.
+//
+// A file that also exports repe_gateway_hooks_init has its hooks loaded
+// too (see Hooks); a hook plugin without REPE symbols is refused
+// (ErrMissingSymbol), as before hooks existed: AddFile loads it.
 func (h *Host) Add(path string) (*Plugin, error) {
-	p, err := h.cfg.open(path)
-	if err != nil {
-		return nil, err
-	}
-	if i := slices.IndexFunc(h.plugins, func(q *Plugin) bool { return q.root == p.root }); i >= 0 {
-		return nil, &LoadError{File: p.file, Err: fmt.Errorf("%w: %q is served by %s",
-			ErrDuplicateRoot, p.root, h.plugins[i].file)}
-	}
-	if err := p.initialize(); err != nil {
-		return nil, err
-	}
-	h.plugins = append(h.plugins, p)
-	return p, nil
+	p, _, err := h.add(path, nil, false)
+	return p, err
 }
 
-// Plugins returns the loaded plugins in load order.
+// AddFile is Add for a file that may be a hook plugin, a REPE plugin, or
+// both: it returns the REPE part (nil for a hook plugin only) and the hooks
+// (nil for a plain REPE plugin). config is the plugin's configuration as
+// JSON, for its context ("{}" when empty).
+func (h *Host) AddFile(path string, config []byte) (*Plugin, *Hooks, error) {
+	return h.add(path, config, true)
+}
+
+func (h *Host) add(path string, config []byte, hooksOnly bool) (*Plugin, *Hooks, error) {
+	p, err := h.cfg.open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.callFn == 0 && !hooksOnly {
+		return nil, nil, &LoadError{File: p.file, Err: fmt.Errorf("%w %s", ErrMissingSymbol, symCall)}
+	}
+	if i := slices.IndexFunc(h.plugins, func(q *Plugin) bool { return q.root == p.root }); p.callFn != 0 && i >= 0 {
+		return nil, nil, &LoadError{File: p.file, Err: fmt.Errorf("%w: %q is served by %s",
+			ErrDuplicateRoot, p.root, h.plugins[i].file)}
+	}
+	if err := p.initialize(config); err != nil {
+		return nil, nil, err
+	}
+	if p.ctx != nil {
+		h.contexts = append(h.contexts, p.ctx)
+	}
+	if p.hooks != nil {
+		h.hooks = append(h.hooks, p.hooks)
+	}
+	if p.callFn == 0 {
+		return nil, p.hooks, nil
+	}
+	h.plugins = append(h.plugins, p)
+	return p, p.hooks, nil
+}
+
+// Plugins returns the loaded REPE plugins in load order.
 func (h *Host) Plugins() []*Plugin { return slices.Clone(h.plugins) }
 
-// Close shuts every plugin down: new calls are refused at once for all of
-// them, then each is shut down (in reverse load order) after its calls in
-// flight have returned, waiting at most until ctx is done. A plugin still
-// busy then is not shut down, and the returned error says so (it wraps
-// ErrBusy). Close may be called more than once; repe_plugin_shutdown still
-// runs once per plugin.
+// Hooks returns the loaded hook plugins in load order, the order in which
+// the gateway is to call them.
+func (h *Host) Hooks() []*Hooks { return slices.Clone(h.hooks) }
+
+// BeginShutdown tells every plugin with a context that shutdown has begun:
+// each one's shutting_down becomes 1, and each hook plugin's on_shutdown
+// runs, once. Close calls it too; calling it first, as a signal arrives,
+// lets plugins wind down while the gateway finishes its requests.
+func (h *Host) BeginShutdown() {
+	for _, c := range h.contexts {
+		c.shuttingDown().Store(1)
+	}
+	for _, hk := range h.hooks {
+		hk.Shutdown()
+	}
+}
+
+// Close shuts every plugin down: BeginShutdown, then new calls are refused
+// at once for all of them, then each is shut down (in reverse load order)
+// after its calls in flight have returned, waiting at most until ctx is
+// done. A plugin still busy then is not shut down, and the returned error
+// says so (it wraps ErrBusy). Once every plugin is shut down, each hook
+// plugin's destroy runs, in reverse load order: the caller must have made
+// its last hook call, which the gateway's Shutdown returning nil ensures.
+// While a plugin is busy the hooks are not destroyed either, since the
+// calls in flight may still call them. Close may be called more than once;
+// repe_plugin_shutdown and destroy still run once per plugin.
 func (h *Host) Close(ctx context.Context) error {
+	h.BeginShutdown()
 	for _, p := range h.plugins {
 		p.beginClose()
 	}
@@ -76,5 +131,11 @@ func (h *Host) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, hk := range slices.Backward(h.hooks) {
+		hk.Destroy()
+	}
+	return nil
 }

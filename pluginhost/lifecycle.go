@@ -87,4 +87,7 @@ func (p *Plugin) callShutdown() {
 	if p.shutdownFn != 0 {
 		ccall(p.shutdownFn, 0, 0)
 	}
+	if p.ctx != nil {
+		p.ctx.release()
+	}
 }

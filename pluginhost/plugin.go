@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -44,11 +45,27 @@ type Config struct {
 	// allocation of whatever size the plugin claims. 0 means
 	// DefaultMaxReplySize.
 	MaxReplySize int
+
+	// DataDir is where plugins that take a context (repe_plugin_init_ex,
+	// repe_gateway_hooks_init) get their data directories:
+	// <DataDir>/<plugin name>, created with mode 0700 when the plugin
+	// loads. Default DefaultDataDir(). Other plugins get none.
+	DataDir string
+
+	// Logger receives what plugins log through their context, each message
+	// with the plugin's name. Default: none.
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
 	if c.MaxReplySize <= 0 {
 		c.MaxReplySize = DefaultMaxReplySize
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -59,6 +76,15 @@ type Plugin struct {
 
 	callFn, initFn, shutdownFn uintptr
 	maxReply                   uintptr
+
+	// The extensions of plugins/include/repe_gateway.h: initExFn is called
+	// instead of initFn when exported, hooksFn makes the file a hook
+	// plugin. ctx is the context both get, nil when neither is exported;
+	// hooks is set once hooksFn has run.
+	initExFn, hooksFn uintptr
+	ctx               *hostContext
+	hooks             *Hooks
+	cfg               Config
 
 	// state counts the calls in flight; closingBit is set once shutdown has
 	// begun, after which no call starts (see lifecycle.go).
@@ -88,7 +114,12 @@ func (c Config) Open(path string) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.initialize(); err != nil {
+	if p.callFn == 0 {
+		return nil, &LoadError{File: p.file, Err: fmt.Errorf("%w %s", ErrMissingSymbol, symCall)}
+	}
+	// Hooks need a Host, which destroys them; Open loads the REPE part.
+	p.hooksFn = 0
+	if err := p.initialize(nil); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -108,7 +139,10 @@ func (p *Plugin) Root() string { return p.root }
 // File returns the absolute path the plugin was loaded from.
 func (p *Plugin) File() string { return p.file }
 
-// open runs steps 1-4 of the lifecycle: everything before init.
+// open runs steps 1-4 of the lifecycle: everything before init. A file
+// that exports repe_gateway_hooks_init and not repe_plugin_call is a hook
+// plugin only: the REPE symbols are optional for it, and it is named after
+// its info when it has one, else after its file.
 func (c Config) open(path string) (*Plugin, error) {
 	c = c.withDefaults()
 	file, err := filepath.Abs(path)
@@ -135,20 +169,33 @@ func (c Config) open(path string) (*Plugin, error) {
 		}
 		return addr, nil
 	}
-	versionFn, err := sym(symInterfaceVersion, true)
+	hooksFn, _ := sym(symHooksInit, false)
+	callFn, _ := sym(symCall, false)
+	hooksOnly := hooksFn != 0 && callFn == 0
+	versionFn, err := sym(symInterfaceVersion, !hooksOnly)
 	if err != nil {
 		return fail(err)
 	}
-	infoFn, err := sym(symInfo, true)
+	infoFn, err := sym(symInfo, !hooksOnly)
 	if err != nil {
 		return fail(err)
 	}
-	p := &Plugin{file: file, maxReply: uintptr(c.MaxReplySize), idle: make(chan struct{})}
-	if p.callFn, err = sym(symCall, true); err != nil {
+	p := &Plugin{file: file, maxReply: uintptr(c.MaxReplySize), idle: make(chan struct{}), cfg: c}
+	if p.callFn, err = sym(symCall, !hooksOnly); err != nil {
 		return fail(err)
 	}
-	p.initFn, _ = sym(symInit, false)
-	p.shutdownFn, _ = sym(symShutdown, false)
+	p.hooksFn = hooksFn
+	p.initExFn, _ = sym(symInitEx, false)
+	if !hooksOnly {
+		p.initFn, _ = sym(symInit, false)
+		p.shutdownFn, _ = sym(symShutdown, false)
+	}
+	if hooksOnly && (versionFn == 0 || infoFn == 0) {
+		p.name = strings.TrimPrefix(strings.TrimSuffix(filepath.Base(file), ".so"), "lib")
+		p.errPrefix = "plugin " + strconv.Quote(p.name) + ": "
+		p.errShutdown = &repe.Error{Code: repe.MethodNotFound, Message: p.errPrefix + "shut down"}
+		return p, nil
+	}
 
 	// The version first: the layout of everything else depends on it.
 	r1, _ := ccall(versionFn, 0, 0)
@@ -189,17 +236,57 @@ func (c Config) open(path string) (*Plugin, error) {
 	return p, nil
 }
 
-// initialize runs step 6 of the lifecycle. A plugin whose init fails is shut down
-// at once and refused.
-func (p *Plugin) initialize() error {
-	if p.initFn == 0 {
-		return nil
-	}
-	r1, _ := ccall(p.initFn, 0, 0)
-	if res := int32(uint32(r1)); res != 0 {
+// initialize runs step 6 of the lifecycle, with config, the plugin's
+// configuration as JSON, for its context. A plugin whose init fails is shut
+// down at once and refused; so is one whose hooks fail to init, after its
+// REPE part has been shut down.
+func (p *Plugin) initialize(config []byte) error {
+	fail := func(err error) error {
 		p.beginClose()
 		p.shutdownOnce.Do(p.callShutdown)
-		return &LoadError{File: p.file, Err: fmt.Errorf("%w: %s returned %d (%s)", ErrInit, symInit, res, resultName(res))}
+		if p.hooksFn != 0 {
+			p.ctx.release() // the hooks' use of it, which never began
+		}
+		return &LoadError{File: p.file, Err: err}
+	}
+	if p.initExFn != 0 || p.hooksFn != 0 {
+		refs := int32(0)
+		if p.callFn != 0 {
+			refs++
+		}
+		if p.hooksFn != 0 {
+			refs++
+		}
+		ctx, err := newContext(p.name, p.cfg.DataDir, config, p.cfg.Logger, refs)
+		if err != nil {
+			return &LoadError{File: p.file, Err: err}
+		}
+		p.ctx = ctx
+		if p.callFn == 0 {
+			// A hook plugin only: its context is the hooks' alone.
+			p.shutdownOnce.Do(func() {})
+		}
+	}
+	if p.callFn != 0 {
+		switch {
+		case p.initExFn != 0:
+			r1, _ := ccall(p.initExFn, p.ctx.ptr(), 0)
+			if res := int32(uint32(r1)); res != 0 {
+				return fail(fmt.Errorf("%w: %s returned %d (%s)", ErrInit, symInitEx, res, resultName(res)))
+			}
+		case p.initFn != 0:
+			r1, _ := ccall(p.initFn, 0, 0)
+			if res := int32(uint32(r1)); res != 0 {
+				return fail(fmt.Errorf("%w: %s returned %d (%s)", ErrInit, symInit, res, resultName(res)))
+			}
+		}
+	}
+	if p.hooksFn != 0 {
+		h, err := initHooks(p.hooksFn, p.name, p.file, p.ctx)
+		if err != nil {
+			return fail(err)
+		}
+		p.hooks = h
 	}
 	return nil
 }
