@@ -32,7 +32,7 @@ GLAZE_PLUGINS  = bin/glaze-plugins
 GLAZE_TESTABLE := $(and $(GLAZE_DIR),$(shell command -v $(GLAZE_CXX) >/dev/null && command -v cmake >/dev/null && echo yes))
 GLAZE_TEST_ENV = $(if $(GLAZE_TESTABLE),REPE_GLAZE_PLUGINS=$(CURDIR)/$(GLAZE_PLUGINS) GLAZE_DIR=$(abspath $(GLAZE_DIR)))
 
-.PHONY: all plugins glaze-plugins glaze-plugins-or-skip build run test test-arm64 test-arm64-short arm64-tools lint bench clean
+.PHONY: all plugins glaze-plugins glaze-plugins-or-skip build run install test test-arm64 test-arm64-short arm64-tools lint bench clean
 
 all: build plugins
 
@@ -63,6 +63,40 @@ build:
 
 run: build plugins
 	./bin/repe-gw --plugins ./plugins --addr $(ADDR)
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the commands, the plugin
+# headers, the example plugins, the example configuration, and a systemd
+# unit (deploy/systemd/) with a configuration it starts from. The unit and
+# its configuration name /usr/local in their paths, replaced here by
+# PREFIX; DESTDIR stages the tree for a package. An existing configuration
+# is kept, since it is the operator's. Plugins go in owned by whoever
+# installs (root, in production) and writable by nobody else, as the
+# gateway's trust checks want.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+INCLUDEDIR  ?= $(PREFIX)/include/repe-gw
+PLUGINDIR   ?= $(PREFIX)/lib/repe-gw/plugins
+SYSCONFDIR  ?= $(PREFIX)/etc
+DOCDIR      ?= $(PREFIX)/share/doc/repe-gw
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+UNIT_PATHS  = sed -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/usr/local/etc|$(SYSCONFDIR)|g' \
+	-e 's|/usr/local/lib/repe-gw/plugins|$(PLUGINDIR)|g'
+
+install: build plugins
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/repe-gw $(DESTDIR)$(PLUGINDIR)
+	install -m 0755 $(wildcard bin/repe*) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(wildcard plugins/include/*.h) $(DESTDIR)$(INCLUDEDIR)/
+	for p in $(PLUGIN_DIRS); do \
+		install -d -m 0755 $(DESTDIR)$(PLUGINDIR)/$$p && \
+		install -m 0755 plugins/$$p/$$p.so $(DESTDIR)$(PLUGINDIR)/$$p/ || exit 1; \
+	done
+	install -m 0644 repe-gw.example.yaml $(DESTDIR)$(DOCDIR)/
+	$(UNIT_PATHS) deploy/systemd/repe-gw.service > $(DESTDIR)$(UNITDIR)/repe-gw.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/repe-gw.service
+	[ -e $(DESTDIR)$(SYSCONFDIR)/repe-gw/repe-gw.yaml ] || \
+		{ $(UNIT_PATHS) deploy/systemd/repe-gw.yaml > $(DESTDIR)$(SYSCONFDIR)/repe-gw/repe-gw.yaml && \
+		chmod 0644 $(DESTDIR)$(SYSCONFDIR)/repe-gw/repe-gw.yaml; }
 
 # The whole suite, as CI runs it. The no-cgo pass proves that plugins load
 # and serve without cgo; the race pass runs everything under the race
