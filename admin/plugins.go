@@ -115,9 +115,10 @@ func countReplies(replies []gateway.ECCount) (total, errors uint64) {
 // plugin returns the Plugin of root, or an empty one for a plugin the
 // owner did not describe.
 func (s *Server) plugin(root string) *Plugin {
-	for i := range s.cfg.Plugins {
-		if s.cfg.Plugins[i].Root == root {
-			return &s.cfg.Plugins[i]
+	plugins := *s.plugins.Load()
+	for i := range plugins {
+		if plugins[i].Root == root {
+			return &plugins[i]
 		}
 	}
 	return &Plugin{Root: root}

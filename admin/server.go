@@ -48,7 +48,8 @@ type Config struct {
 	// Gateway is the server whose counts are shown.
 	Gateway *gateway.Server
 	// Plugins describes the gateway's plugins, in any order; they are
-	// matched with gateway.PluginStats by root.
+	// matched with gateway.PluginStats by root. SetPlugins replaces them
+	// when the gateway's plugins change.
 	Plugins []Plugin
 	// Logger receives the listener's logs. Default: none.
 	Logger *slog.Logger
@@ -67,6 +68,7 @@ type Server struct {
 	addr     net.Addr
 	draining atomic.Bool
 	started  time.Time
+	plugins  atomic.Pointer[[]Plugin] // Config.Plugins, then SetPlugins'
 }
 
 // New returns a Server for cfg.
@@ -81,6 +83,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now()}
+	s.plugins.Store(&cfg.Plugins)
 
 	// A registry of its own, not prometheus.DefaultRegisterer: no state
 	// shared with other code in the process, and two servers in one test
@@ -178,6 +181,10 @@ func (s *Server) Addr() net.Addr { return s.addr }
 // that load balancers stop sending before the gateway stops accepting.
 func (s *Server) Drain() { s.draining.Store(true) }
 
+// SetPlugins replaces the description of the gateway's plugins, after a
+// reload changed them; it is safe while the listener serves.
+func (s *Server) SetPlugins(plugins []Plugin) { s.plugins.Store(&plugins) }
+
 // Shutdown stops the listener, waiting until ctx is done for the requests
 // it is serving.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
@@ -187,10 +194,11 @@ func (s *Server) ready() (bool, string) {
 	if s.draining.Load() {
 		return false, "shutting down"
 	}
-	if len(s.cfg.Plugins) == 0 && !s.cfg.ReadyWithoutPlugins {
+	plugins := *s.plugins.Load()
+	if len(plugins) == 0 && !s.cfg.ReadyWithoutPlugins {
 		return false, "no plugin loaded"
 	}
-	for _, p := range s.cfg.Plugins {
+	for _, p := range plugins {
 		if _, failed := p.state(); failed && p.Required {
 			return false, "required plugin " + p.Name + " failed"
 		}

@@ -207,6 +207,12 @@ func TestProbes(t *testing.T) {
 		assert.Equal(t, http.StatusServiceUnavailable, code)
 		assert.Equal(t, "no plugin loaded\n", body)
 
+		// A reload that brings a plugin in makes it ready.
+		s.SetPlugins([]Plugin{{Name: "t", Root: "/t", Version: "2.0"}})
+		code, _ = get(t, s, "/readyz", "")
+		assert.Equal(t, http.StatusOK, code)
+		assert.Equal(t, 1.0, value(t, scrape(t, s), "repe_gw_plugin_info", map[string]string{"name": "t", "version": "2.0"}))
+
 		s, _ = serve(t, Config{ReadyWithoutPlugins: true})
 		code, _ = get(t, s, "/readyz", "")
 		assert.Equal(t, http.StatusOK, code)

@@ -52,6 +52,21 @@ func startAdmin(log *slog.Logger, cfg *admin.Config, srv *gateway.Server, plugin
 	}
 	cfg.Gateway = srv
 	cfg.Logger = log.With("listener", "admin")
+	cfg.Plugins = adminPlugins(plugins)
+	adm, err := admin.New(*cfg)
+	if err == nil {
+		err = adm.Start()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--admin %s: %w", cfg.Addr, err)
+	}
+	log.Info("admin listening", "addr", adm.Addr().String())
+	return adm, nil
+}
+
+// adminPlugins describes plugins for the admin listener.
+func adminPlugins(plugins []loaded) []admin.Plugin {
+	out := make([]admin.Plugin, 0, len(plugins))
 	for _, l := range plugins {
 		p := l.identity()
 		ap := admin.Plugin{
@@ -62,17 +77,24 @@ func startAdmin(log *slog.Logger, cfg *admin.Config, srv *gateway.Server, plugin
 			ap.Mode = string(config.ModeIsolated)
 			ap.State = isolatedState(l.isolated)
 		}
-		cfg.Plugins = append(cfg.Plugins, ap)
+		out = append(out, ap)
 	}
-	adm, err := admin.New(*cfg)
-	if err == nil {
-		err = adm.Start()
+	return out
+}
+
+// reloaded tells the admin listener, if there is one, of the plugins a
+// reload left serving.
+func reloaded(adm *admin.Server, rl *reloader) {
+	if adm == nil {
+		return
 	}
-	if err != nil {
-		return nil, fmt.Errorf("--admin %s: %w", cfg.Addr, err)
+	rl.mu.Lock()
+	plugins := make([]loaded, len(rl.serving))
+	for i, s := range rl.serving {
+		plugins[i] = s.loaded
 	}
-	log.Info("admin listening", "addr", adm.Addr().String())
-	return adm, nil
+	rl.mu.Unlock()
+	adm.SetPlugins(adminPlugins(plugins))
 }
 
 // drain turns readiness off, then waits delay (--shutdown-delay) before

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
+	"github.com/repe-gw/repe-gw/internal/plugintest"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -366,4 +367,37 @@ func metricValue(t *testing.T, m map[string]*dto.MetricFamily, family string, la
 	}
 	t.Fatalf("no series of %s with %v", family, labels)
 	return 0
+}
+
+// TestAdminReload adds a plugin and reloads: /plugins and
+// repe_gw_plugin_info show it, with the digest of the file loaded.
+func TestAdminReload(t *testing.T) {
+	bin := buildGateway(t)
+	dir := t.TempDir()
+	_, err := plugintest.BuildTo(dir, plugintest.RepoPath("plugins/calculator/calculator.c"))
+	require.NoError(t, err)
+	g, admin := startAdminGateway(t, bin, "--plugins", dir)
+	names := func() []string {
+		_, body := adminGet(t, admin, "/plugins", "")
+		var plugins []struct{ Name, SHA256 string }
+		require.NoError(t, json.Unmarshal([]byte(body), &plugins))
+		var out []string
+		for _, p := range plugins {
+			out = append(out, p.Name+" "+p.SHA256)
+		}
+		return out
+	}
+	calc, err := fileSHA256(filepath.Join(dir, "calculator.so"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"calculator " + calc}, names())
+
+	gt := newGate(t)
+	gate := gt.build(t, dir, "gate", "/gate", false)
+	sum, err := fileSHA256(gate)
+	require.NoError(t, err)
+	g.reload(t, 1)
+	require.Eventually(t, func() bool { return len(names()) == 2 }, gatewaytest.Timeout, time.Millisecond)
+	assert.ElementsMatch(t, []string{"calculator " + calc, "gate " + sum}, names())
+	_, body := adminGet(t, admin, "/metrics", "")
+	assert.Regexp(t, `(?m)^repe_gw_plugin_info\{name="gate",root="/gate",sha256="`+sum+`",version="1.0.0"\} 1$`, body)
 }

@@ -23,8 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
-
 	"github.com/repe-gw/repe-gw/config"
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/internal/version"
@@ -175,21 +173,21 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	}
 
 	rl := newReloader(log, srv, host, files, loaded, shutdownTimeout, reread)
-	go func() {
-		for range hups {
-			rl.reload("SIGHUP")
-		}
-	}()
 	code := exitOK
 	adm, err := startAdmin(log, adminCfg, srv, loaded)
+	go func() {
+		for range hups {
+			if rl.reload("SIGHUP").OK {
+				reloaded(adm, rl)
+			}
+		}
+	}()
 	if err != nil {
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
 		code = exitFailure
 	} else {
-		notify(log, daemon.SdNotifyReady)
 		select {
 		case <-stop:
-			notify(log, daemon.SdNotifyStopping)
 			drain(log, adm, f.ShutdownDelay())
 		case <-srv.Done():
 			log.Error("server stopped", "error", srv.Err())
