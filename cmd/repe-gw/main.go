@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/repe-gw/repe-gw/config"
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/internal/version"
@@ -186,8 +188,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
 		code = exitFailure
 	} else {
+		notify(log, daemon.SdNotifyReady)
 		select {
 		case <-stop:
+			notify(log, daemon.SdNotifyStopping)
 			drain(log, adm, f.ShutdownDelay())
 		case <-srv.Done():
 			log.Error("server stopped", "error", srv.Err())
