@@ -15,14 +15,19 @@ import (
 // after a call of ns into plugin l (nil: the gateway answered it), when the
 // access log or the slow-call log wants it. A frame the gateway could not
 // parse is logged by its id alone.
-func (s *Server) logCall(remote string, l *lane, frame repe.Message, reply []byte, ns int64) {
+func (s *Server) logCall(cs *conn, l *lane, frame repe.Message, reply []byte, ns int64) {
 	var query []byte
-	if _, err := repe.Parse(frame); err == nil {
+	_, err := repe.Parse(frame)
+	if err == nil {
 		query = frame.Query()
 	}
 	ec := -1 // a notify: no reply
 	if len(reply) >= repe.HeaderSize {
 		ec = int(replyEC(reply))
+	}
+	if s.hooks != nil && err == nil {
+		// Frames that do not parse never reached on_request.
+		s.hookResponse(cs, frame, ec, ns, reply)
 	}
 	name := ""
 	if l != nil {
@@ -37,14 +42,14 @@ func (s *Server) logCall(remote string, l *lane, frame repe.Message, reply []byt
 	if !s.cfg.AccessLog || ec <= 0 && s.cfg.AccessLogSample < 1 && rand.Float64() >= s.cfg.AccessLogSample {
 		return
 	}
-	s.log.Info("request", "remote", remote, "id", repe.PeekID(frame), "query", string(query), "plugin", name,
+	s.log.Info("request", "remote", cs.remote, "id", repe.PeekID(frame), "query", string(query), "plugin", name,
 		"ec", ec, "bytes_in", len(frame), "bytes_out", len(reply), "duration", time.Duration(ns))
 }
 
 // logReplies logs the requests framed in reqs, answered by the replies in
 // order in replies, after calls that took ns in all: a batch answered at
 // once by an isolated plugin, or refused.
-func (s *Server) logReplies(remote string, l *lane, reqs, replies []byte, ns int64) {
+func (s *Server) logReplies(cs *conn, l *lane, reqs, replies []byte, ns int64) {
 	n := countFrames(reqs)
 	if n == 0 {
 		return
@@ -57,6 +62,6 @@ func (s *Server) logReplies(remote string, l *lane, reqs, replies []byte, ns int
 			reply = replies[:min(repe.Message(replies).Length(), uint64(len(replies)))]
 			replies = replies[len(reply):]
 		}
-		s.logCall(remote, l, frame, reply, ns/int64(n))
+		s.logCall(cs, l, frame, reply, ns/int64(n))
 	}
 }

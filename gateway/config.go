@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/repe-gw/repe-gw/pluginhost"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -126,6 +127,13 @@ type Config struct {
 	// gateway starts before the old one drains. Default false: a second
 	// listener on the address is an error.
 	ReusePort bool
+
+	// Hooks are the hook plugins' tables (pluginhost.Host.Hooks), called
+	// in this order for every connection and request (hooks.go). The
+	// server does not own them: destroy them (pluginhost.Host.Close) after
+	// Shutdown returns, when no hook call can follow. Default: none, and
+	// the request path pays one nil check.
+	Hooks []*pluginhost.Hooks
 
 	// Logger receives the server's logs. Default: none.
 	Logger *slog.Logger

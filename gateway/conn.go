@@ -66,6 +66,9 @@ type conn struct {
 	// why says why the connection is being closed (tally.go).
 	why atomic.Uint32
 
+	// hookID is the connection's conn_id for the hook plugins (hooks.go).
+	hookID uint64
+
 	// made counts the replies the core wrote itself rather than a plugin
 	// (framing, routing, refusals, deadlines, invalid plugin replies), so
 	// that a one-shot caller can tell a plugin's ec from the gateway's
@@ -245,6 +248,9 @@ func (cs *conn) serve(out []byte) (_ []byte, action action, more bool) {
 	// batch that started before it finishes routing with the old ones.
 	routes := s.routes.Load()
 	done := 0
+	// hooked is 1 + the offset of the frame on_request last saw: a frame
+	// routed again after a reload is not asked about twice.
+	hooked := 0
 	room += len(out)
 loop:
 	for done < len(buf) {
@@ -267,7 +273,7 @@ loop:
 				cs.loop.tally.bytesIn.Add(uint64(len(b))) // received, never served
 				cs.setWhy(closedBadFrame)
 				if s.timeCalls {
-					s.logCall(cs.remote, nil, b[:min(len(b), repe.HeaderSize)], out[before:], 0)
+					s.logCall(cs, nil, b[:min(len(b), repe.HeaderSize)], out[before:], 0)
 				}
 				action = closeConn
 			}
@@ -284,7 +290,7 @@ loop:
 			cs.made.Add(1)
 			s.gwTally[cs.loop.tally.slot].reply(uint32(e.Code))
 			if s.timeCalls {
-				s.logCall(cs.remote, nil, frame, out[before:], 0)
+				s.logCall(cs, nil, frame, out[before:], 0)
 			}
 			done += n
 			continue
@@ -293,6 +299,14 @@ loop:
 			s.cfg.testHook(frame.Query(), false)
 		}
 		l := routes.route(frame.Query())
+		if s.hooks != nil && hooked != done+1 {
+			hooked = done + 1
+			var refused bool
+			if out, refused = cs.hookRefused(out, frame, l); refused {
+				done += n
+				continue
+			}
+		}
 		switch {
 		case l == nil:
 			before := len(out)
@@ -304,7 +318,7 @@ loop:
 				s.gwTally[cs.loop.tally.slot].reply(uint32(repe.MethodNotFound))
 			}
 			if s.timeCalls {
-				s.logCall(cs.remote, nil, frame, out[before:], 0)
+				s.logCall(cs, nil, frame, out[before:], 0)
 			}
 			done += n
 		case l.inline.Load() && run.enter(l, s.now):
@@ -312,7 +326,7 @@ loop:
 			if s.timeCalls {
 				start := s.now()
 				out = l.call(out, frame, cs)
-				s.logCall(cs.remote, l, frame, out[before:], s.now()-start)
+				s.logCall(cs, l, frame, out[before:], s.now()-start)
 			} else {
 				out = l.call(out, frame, cs)
 			}
@@ -401,7 +415,7 @@ func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 		cs.made.Add(1)
 		s.gwTally[t.slot].reply(uint32(repe.ConnectionFailure))
 		if s.timeCalls {
-			s.logCall(cs.remote, nil, repe.AppendHeader(nil, repe.Header{ID: cs.overflowID}, 0, 0), out[before:], 0)
+			s.logCall(cs, nil, repe.AppendHeader(nil, repe.Header{ID: cs.overflowID}, 0, 0), out[before:], 0)
 		}
 		cs.setWhy(closedFlood)
 		return out, closeConn
@@ -508,7 +522,8 @@ func (cs *conn) handOff(routes *router, l *lane, b []byte) int {
 	taken, notifies := 0, 0
 	for frames, limit := 0, l.jobFrames(); frames < limit && taken < cs.srv.cfg.MaxPendingInput; frames++ {
 		n, err := repe.Split(b[taken:], cs.srv.cfg.MaxMessageSize)
-		if n == 0 || err != nil || (frames > 0 && routes.route(repe.Message(b[taken:taken+n]).Query()) != l) {
+		// With hooks, each frame must pass on_request in serve first.
+		if n == 0 || err != nil || (frames > 0 && (cs.srv.hooks != nil || routes.route(repe.Message(b[taken:taken+n]).Query()) != l)) {
 			break
 		}
 		if repe.Message(b[taken:]).Notify() {

@@ -144,7 +144,7 @@ func (l *lane) refuse(j *job, text string) {
 		b = b[n:]
 	}
 	if l.srv.timeCalls {
-		l.srv.logReplies(j.cs.remote, l, j.req.B[j.off:], j.reply.B[before:], 0)
+		l.srv.logReplies(j.cs, l, j.req.B[j.off:], j.reply.B[before:], 0)
 	}
 	j.off = len(j.req.B)
 	j.finish()
@@ -275,7 +275,7 @@ func (l *lane) runJob(j *job, w *watch) (owned bool) {
 		}
 		ns := int64(time.Since(start))
 		if l.srv.timeCalls {
-			l.srv.logCall(j.cs.remote, l, frame, j.reply.B[before:], ns)
+			l.srv.logCall(j.cs, l, frame, j.reply.B[before:], ns)
 		}
 		l.observeWorker(ns)
 		l.workerCalls.calls(1, ns, false)
@@ -306,7 +306,7 @@ func (l *lane) callIsolated(j *job) {
 	l.avg.Store(ns / int64(max(1, n)))
 	l.workerCalls.calls(n, ns, false)
 	if l.srv.timeCalls {
-		l.srv.logReplies(j.cs.remote, l, reqs, out[before:], ns)
+		l.srv.logReplies(j.cs, l, reqs, out[before:], ns)
 	}
 }
 
@@ -418,7 +418,7 @@ func (w *watch) expire() {
 	}
 	if l.srv.timeCalls {
 		frame := repe.AppendMessage(nil, repe.Header{ID: id, Notify: notify}, query, nil)
-		l.srv.logCall(j.cs.remote, l, frame, j.reply.B[before:], now-w.start)
+		l.srv.logCall(j.cs, l, frame, j.reply.B[before:], now-w.start)
 	}
 	if j.remaining() && len(j.reply.B) < l.srv.cfg.MaxPendingOutput {
 		srv := l.srv

@@ -80,6 +80,9 @@ type Server struct {
 	overflowLog lograte.Limiter
 	slowLog     lograte.Limiter
 
+	// hooks are the hook plugins, nil when there are none (hooks.go).
+	hooks *hookChain
+
 	// textOverflow answers the first request dropped by a connection that
 	// overflowed maxWaiting.
 	textOverflow string
@@ -119,7 +122,8 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 		return nil, err
 	}
 	s.routes.Store(r)
-	s.timeCalls = cfg.AccessLog || cfg.SlowCall > 0
+	s.hooks = newHookChain(cfg.Hooks)
+	s.timeCalls = cfg.AccessLog || cfg.SlowCall > 0 || s.hooks != nil && s.hooks.observes
 	s.streamTally = newTally(s.streamSlot())
 	return s, nil
 }
@@ -317,6 +321,9 @@ func (s *Server) admit(cs *conn, loop func() *loop) bool {
 	default:
 		return false
 	}
+	if s.hooks != nil && !s.hookConnect(cs) {
+		return false
+	}
 	if s.cfg.IdleTimeout > 0 {
 		cs.idleSince.Store(s.clock.Load())
 	}
@@ -328,6 +335,9 @@ func (s *Server) admit(cs *conn, loop func() *loop) bool {
 // closed lets go of a connection that closed with err: its running job, its
 // unfinished read-ahead and its place among the server's connections.
 func (s *Server) closed(cs *conn, err error) {
+	if s.hooks != nil {
+		s.hookClose(cs)
+	}
 	if cs.stalled {
 		cs.unstall()
 	}
