@@ -150,6 +150,21 @@ func TestHookPluginWithREPE(t *testing.T) {
 	assert.Len(t, logs.records(t), 3)
 }
 
+// TestAddIgnoresHooks: Add keeps its contract for a file that is a REPE
+// and a hook plugin: the REPE part loads, the hooks do not.
+func TestAddIgnoresHooks(t *testing.T) {
+	so := plugintest.Build(t, hookPluginSrc, "-DHP_REPE")
+	var logs logBuffer
+	h := hookHost(t, &logs)
+	p, err := h.Add(so)
+	require.NoError(t, err)
+	assert.Equal(t, "/hp", p.Root())
+	assert.Empty(t, h.Hooks())
+	require.NoError(t, h.Close(context.Background()))
+	assert.EqualValues(t, 1, counter(t, so, "hp_repe_shutdowns"))
+	assert.Zero(t, counter(t, so, "hp_destroys"))
+}
+
 func TestHookPluginInitFails(t *testing.T) {
 	for _, flag := range []string{"-DHP_INIT_FAIL", "-DHP_INIT_FAIL -DHP_REPE"} {
 		t.Run(flag, func(t *testing.T) {
@@ -201,4 +216,22 @@ func cStringAt(t *testing.T, file, name string) string {
 	s, ok := cString(symbol(t, file, name))
 	require.True(t, ok)
 	return s
+}
+
+func TestHookExports(t *testing.T) {
+	for _, tc := range []struct {
+		so            string
+		hooks, serves bool
+	}{
+		{plugintest.Build(t, hookPluginSrc), true, false},
+		{plugintest.Build(t, hookPluginSrc, "-DHP_REPE"), true, true},
+		{calculatorSO, false, true},
+	} {
+		hooks, serves, err := HookExports(tc.so)
+		require.NoError(t, err)
+		assert.Equal(t, tc.hooks, hooks, tc.so)
+		assert.Equal(t, tc.serves, serves, tc.so)
+	}
+	_, _, err := HookExports("hooks_test.go")
+	assert.Error(t, err, "not a shared object")
 }

@@ -46,9 +46,9 @@ func (c Config) Load(paths []string) (*Host, []error) {
 // or give up when a file it was asked for by name is refused. Add must not
 // run concurrently with h's other methods.
 //
-// A file that also exports repe_gateway_hooks_init has its hooks loaded
-// too (see Hooks); a hook plugin without REPE symbols is refused
-// (ErrMissingSymbol), as before hooks existed: AddFile loads it.
+// Add loads REPE plugins as before hooks existed: a file's hooks are not
+// loaded, and a hook plugin without REPE symbols is refused
+// (ErrMissingSymbol). AddFile loads hooks.
 func (h *Host) Add(path string) (*Plugin, error) {
 	p, _, err := h.add(path, nil, false)
 	return p, err
@@ -62,13 +62,16 @@ func (h *Host) AddFile(path string, config []byte) (*Plugin, *Hooks, error) {
 	return h.add(path, config, true)
 }
 
-func (h *Host) add(path string, config []byte, hooksOnly bool) (*Plugin, *Hooks, error) {
+func (h *Host) add(path string, config []byte, hooks bool) (*Plugin, *Hooks, error) {
 	p, err := h.cfg.open(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	if p.callFn == 0 && !hooksOnly {
-		return nil, nil, &LoadError{File: p.file, Err: fmt.Errorf("%w %s", ErrMissingSymbol, symCall)}
+	if !hooks {
+		if p.callFn == 0 {
+			return nil, nil, &LoadError{File: p.file, Err: fmt.Errorf("%w %s", ErrMissingSymbol, symCall)}
+		}
+		p.hooksFn = 0
 	}
 	if i := slices.IndexFunc(h.plugins, func(q *Plugin) bool { return q.root == p.root }); p.callFn != 0 && i >= 0 {
 		return nil, nil, &LoadError{File: p.file, Err: fmt.Errorf("%w: %q is served by %s",
