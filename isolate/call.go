@@ -52,9 +52,12 @@ const (
 // the call whose request was running; requests of other calls in the same
 // exchange that had run keep their replies, and a call none of whose
 // requests had begun waits for the next worker, as if it had come during
-// the restart. Waiting for earlier exchanges counts against a call's
-// deadline; once its requests are sent, the time they wait in the worker
-// behind those of earlier calls of the same exchange does not.
+// the restart. Waiting for earlier exchanges or a restart counts against
+// a call's deadline (send_error when it passes there); once its requests
+// are sent, the time they wait in the worker behind those of earlier calls
+// of the same exchange does not, and a call sent with less than a quarter
+// of its budget left still gets that quarter to run before it times out,
+// so that waiting never makes a sound worker look hung.
 //
 // The only error is ErrBatch, when reqs is not whole frames back to back,
 // and then nothing is sent. A call on a serving plugin allocates nothing
@@ -281,6 +284,14 @@ func (g *group) write(fd int) (int, error) {
 // maxIovecs is the most buffers one writev takes (IOV_MAX on Linux).
 const maxIovecs = 1024
 
+// minRunShare: a call sent with less than 1/minRunShare of its budget
+// left, having waited for other calls or a restart, still gets that share
+// to run before it counts as hung. Otherwise a call sent a moment before
+// its deadline would get the fresh worker killed, and a plugin restarting
+// under load could fail for good, every such kill counting toward
+// Config.MaxFailures.
+const minRunShare = 4
+
 // tick bounds the wait of an exchange that carries calls with deadlines
 // after the one running, so that the turn of each is seen within a tick
 // of its coming, and its deadline counted from then. An exchange that
@@ -291,7 +302,8 @@ const tick = time.Millisecond
 // (zero: not before a reply), and whether the call the worker is running
 // is past its deadline. The progress page says which request the worker
 // has begun last; its call's deadline counts from when its turn was first
-// seen (the exchange's start, for the first call).
+// seen (the exchange's start, for the first call), and leaves it at least
+// 1/minRunShare of its budget to run.
 func (g *group) limit(w *worker, now time.Time) (at time.Time, overdue bool) {
 	began := int64(w.progress.started.Load()&^abortBit - w.seq)
 	i := g.next // the request running, or the next to run
@@ -306,7 +318,7 @@ func (g *group) limit(w *worker, now time.Time) (at time.Time, overdue bool) {
 		c.turn = now
 	}
 	if !c.deadline.IsZero() {
-		at = c.turn.Add(c.deadline.Sub(g.sent))
+		at = c.turn.Add(max(c.deadline.Sub(g.sent), c.deadline.Sub(c.start)/minRunShare))
 		if !now.Before(at) {
 			return at, true
 		}
