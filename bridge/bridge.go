@@ -53,7 +53,6 @@ func Reserved(root string) bool {
 type Bridge struct {
 	srv *gateway.Server
 	cfg Config
-	mux *http.ServeMux
 }
 
 // New returns the handler that serves srv's plugins over HTTP.
@@ -64,22 +63,32 @@ func New(srv *gateway.Server, cfg Config) *Bridge {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Bridge{srv: srv, cfg: cfg, mux: http.NewServeMux()}
-	b.mux.HandleFunc("GET "+pathWebSocket, b.serveWebSocket)
-	b.mux.HandleFunc("POST "+pathJSONRPC, b.serveJSONRPC)
-	// Other methods there get 405, not the REST mapping.
-	b.mux.HandleFunc(pathWebSocket, only(http.MethodGet))
-	b.mux.HandleFunc(pathJSONRPC, only(http.MethodPost))
-	b.mux.HandleFunc("/", b.serveREST)
-	return b
+	return &Bridge{srv: srv, cfg: cfg}
 }
 
-func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) { b.mux.ServeHTTP(w, r) }
+// ServeHTTP routes by path alone, without a ServeMux: two fixed paths, and
+// every other one is a query, which the core routes.
+func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case pathWebSocket:
+		if r.Method != http.MethodGet {
+			only(w, http.MethodGet)
+			return
+		}
+		b.serveWebSocket(w, r)
+	case pathJSONRPC:
+		if r.Method != http.MethodPost {
+			only(w, http.MethodPost)
+			return
+		}
+		b.serveJSONRPC(w, r)
+	default:
+		b.serveREST(w, r)
+	}
+}
 
 // only answers 405 for a path that takes method alone.
-func only(method string) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Allow", method)
-		writeError(w, http.StatusMethodNotAllowed, repe.InvalidHeader, "want "+method)
-	}
+func only(w http.ResponseWriter, method string) {
+	w.Header().Set("Allow", method)
+	writeError(w, http.StatusMethodNotAllowed, repe.InvalidHeader, "want "+method)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/repe-gw/repe-gw/beve"
@@ -157,11 +158,11 @@ func writeError(w http.ResponseWriter, status int, ec repe.ErrorCode, msg string
 }
 
 // remoteAddr is the HTTP client's address, for the core's per-address
-// connection limit. net/http gives an IP literal, so no lookup is made.
+// connection limit: net/http gives IP:port, parsed without the resolver.
 func remoteAddr(r *http.Request) net.Addr {
-	a, err := net.ResolveTCPAddr("tcp", r.RemoteAddr)
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return nil
 	}
-	return a
+	return net.TCPAddrFromAddrPort(ap)
 }
