@@ -18,6 +18,9 @@ type Host struct {
 	contexts []*hostContext
 }
 
+// NewHost returns an empty Host whose Add and AddFile use c.
+func (c Config) NewHost() *Host { return &Host{cfg: c} }
+
 // Load opens the plugins at paths, in order, with the zero Config. See
 // Config.Load.
 func Load(paths []string) (*Host, []error) { return Config{}.Load(paths) }

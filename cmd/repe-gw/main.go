@@ -131,7 +131,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		printError(stderr, "repe-gw: ", errors.Join(errs...))
 		return exitFailure
 	}
-	host := &pluginhost.Host{}
+	host := pluginhost.Config{Logger: log}.NewHost()
 	loaded, stopped, err := load(log, host, files, newTrust(f, entries), stop)
 	isolated := isolatedOf(loaded)
 	if err != nil {
@@ -153,6 +153,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	}
 
 	cfg := f.Gateway(log)
+	cfg.Hooks = host.Hooks()
 	cfg.Policies = policies(loaded)
 	cfg.Isolated = asGateway(isolated)
 	cfg.Version = version.String()
@@ -192,6 +193,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		select {
 		case <-stop:
 			notify(log, daemon.SdNotifyStopping)
+			host.BeginShutdown()
 			drain(log, adm, f.ShutdownDelay())
 		case <-srv.Done():
 			log.Error("server stopped", "error", srv.Err())

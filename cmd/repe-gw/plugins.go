@@ -272,8 +272,8 @@ func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, trust pl
 			return plugins, true, nil
 		default:
 		}
-		// f.entry.Config, the entry's config mapping as JSON, is for the
-		// plugin: a later change hands it over when the plugin starts.
+		// f.entry.Config, the entry's config mapping as JSON, reaches the
+		// plugins that take a context (plugins/include/repe_gateway.h).
 		l := loaded{policy: f.entry.policy, required: f.requiredBy != nil}
 		err := trust.check(log, f)
 		if err == nil {
@@ -282,8 +282,22 @@ func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, trust pl
 		if err == nil {
 			err = checkPin(f.entry.SHA256, l.sha256)
 		}
+		// A file that is not a shared object is left for the loader to
+		// refuse, with its reason.
+		hooks, _, _ := pluginhost.HookExports(f.path)
 		switch {
 		case err != nil:
+		case hooks:
+			// The hooks are called on the gateway's own threads.
+			if f.entry.policy.Mode == config.ModeIsolated {
+				log.Info("hook plugin loaded in-process: isolation does not apply to hook plugins", "file", f.path)
+			}
+			var hk *pluginhost.Hooks
+			l.plugin, hk, err = host.AddFile(f.path, f.entry.Config)
+			if err == nil && l.plugin == nil {
+				log.Info("hook plugin loaded", "plugin", hk.Name(), "file", hk.File(), "sha256", l.sha256)
+				continue
+			}
 		case f.entry.policy.Mode == config.ModeIsolated:
 			l.isolated, err = startIsolated(ctx, log, f.path, f.entry.policy)
 		default:

@@ -173,9 +173,16 @@ func (r *reloader) prepare() (rep reloadReport, next, fresh []served, err error)
 		return rep, nil, nil, errors.Join(errs...)
 	}
 	trust := newTrust(f, entries)
-	host := &pluginhost.Host{}
+	host := pluginhost.Config{Logger: r.log}.NewHost()
 	var failed int
 	for _, pf := range files {
+		// The server calls the hooks it was started with: a hook plugin
+		// changes only on restart. A file that is a REPE plugin too has
+		// its REPE part reloaded (Add loads no hooks).
+		if hooks, serves, _ := pluginhost.HookExports(pf.path); hooks && !serves {
+			r.log.Info("reload: hook plugin kept as started; changing it takes a restart", "file", pf.path)
+			continue
+		}
 		s, change, err := r.prepareFile(trust, host, pf)
 		switch {
 		case err != nil:
