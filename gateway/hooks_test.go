@@ -158,7 +158,7 @@ func TestHookRejectsRequest(t *testing.T) {
 // connection and 7 per address lets exactly 5 of one connection's 8
 // requests through, then 2 of another's 4 from the same address.
 func TestHookRateLimit(t *testing.T) {
-	rl := plugintest.Build(t, plugintest.RepoPath("plugins/ratelimit/ratelimit.c"))
+	rl := plugintest.Build(t, plugintest.RepoPath("plugins/hooks/ratelimit/ratelimit.c"))
 	h := serveHooked(t, gateway.Config{},
 		[]hookFile{{path: rl, config: `{"rate": 1e-9, "burst": 5, "address_burst": 7}`}},
 		gatewaytest.TestPlugin(t, "/gw"))
@@ -196,7 +196,7 @@ func TestHookRateLimit(t *testing.T) {
 // TestHookAllowList: a connection from an address the list does not allow
 // is closed before anything is read; one it allows is served.
 func TestHookAllowList(t *testing.T) {
-	al := plugintest.Build(t, plugintest.RepoPath("plugins/allowlist/allowlist.c"))
+	al := plugintest.Build(t, plugintest.RepoPath("plugins/hooks/allowlist/allowlist.c"))
 	deny := serveHooked(t, gateway.Config{}, []hookFile{{path: al, config: `{"allow": ["10.0.0.0/8", "::1/128"]}`}},
 		gatewaytest.TestPlugin(t, "/gw"))
 	c := gatewaytest.Dial(t, deny.srv.Addr())
@@ -205,7 +205,7 @@ func TestHookAllowList(t *testing.T) {
 	assert.EqualValues(t, 1, deny.srv.HookStats().RejectedConns)
 	assert.Zero(t, deny.srv.Stats().Accepted)
 
-	al2 := plugintest.Build(t, plugintest.RepoPath("plugins/allowlist/allowlist.c")) // a library of its own
+	al2 := plugintest.Build(t, plugintest.RepoPath("plugins/hooks/allowlist/allowlist.c")) // a library of its own
 	allow := serveHooked(t, gateway.Config{}, []hookFile{{path: al2, config: `{"allow": ["127.0.0.1"]}`}},
 		gatewaytest.TestPlugin(t, "/gw"))
 	c = gatewaytest.Dial(t, allow.srv.Addr())
@@ -216,7 +216,7 @@ func TestHookAllowList(t *testing.T) {
 // TestHookAudit: after shutdown, the audit file holds every request once,
 // with its ec, those no plugin served and a notify included.
 func TestHookAudit(t *testing.T) {
-	au := plugintest.Build(t, plugintest.RepoPath("plugins/audit/audit.c"))
+	au := plugintest.Build(t, plugintest.RepoPath("plugins/hooks/audit/audit.c"))
 	h := serveHooked(t, gateway.Config{}, []hookFile{{path: au, config: `{"file": "requests.jsonl"}`}},
 		gatewaytest.Calculator(t))
 	want := map[uint64]uint32{}

@@ -23,7 +23,7 @@ import (
 func TestHookPluginsFromConfig(t *testing.T) {
 	bin := buildGateway(t)
 	dir := t.TempDir()
-	for _, src := range []string{"plugins/calculator/calculator.c", "plugins/ratelimit/ratelimit.c", "plugins/audit/audit.c"} {
+	for _, src := range []string{"plugins/calculator/calculator.c", "plugins/hooks/ratelimit/ratelimit.c", "plugins/hooks/audit/audit.c"} {
 		_, err := plugintest.BuildTo(dir, plugintest.RepoPath(src))
 		require.NoError(t, err)
 	}

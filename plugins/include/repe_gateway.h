@@ -82,9 +82,9 @@ typedef struct repe_request_info {
 } repe_request_info;
 
 /*
- * One request answered: ec 0 on success, the reply's ec otherwise (a notify
- * has no reply: ec 0 and reply_bytes 0 unless the gateway refused it).
- * duration_ns is the time in the plugin, 0 when the gateway answered itself.
+ * One request answered: ec 0 on success, the reply's ec otherwise. A notify
+ * has no reply: ec 0 and reply_bytes 0. duration_ns is the time in the
+ * plugin, 0 when the gateway answered itself.
  */
 typedef struct repe_response_info {
   uint32_t size;
