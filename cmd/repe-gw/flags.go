@@ -24,9 +24,10 @@ Flags:
 `
 
 const usageTail = `
-Each flag but --plugin and --version may also be set in the environment, as
-REPE_GW_ and its name in capitals with _ for -: REPE_GW_MAX_CONNS=500. Flags
-win over the environment, and both over the file.
+Each flag but --plugin, --watch and --version may also be set in the
+environment, as REPE_GW_ and its name in capitals with _ for -:
+REPE_GW_MAX_CONNS=500. Flags win over the environment, and both over the
+file.
 `
 
 // commandLine is what the command line asks for.
@@ -40,6 +41,9 @@ type commandLine struct {
 	named   []string
 	isolate bool
 	version bool
+	// watch reloads the plugins when their files or the configuration
+	// file change.
+	watch bool
 }
 
 // parseFlags parses args with a flag set of its own, so that nothing is
@@ -102,6 +106,7 @@ func parseFlags(args []string, stdout io.Writer) (*commandLine, error) {
 	setBool("access-log", "log one line per request: remote, id, query, plugin, ec, bytes and duration")
 	set("access-log-sample", "1", "keep this `FRACTION` of successful requests in the access log; errors are always kept")
 	set("slow-call", "0", "log plugin calls slower than `D`, rate-limited; 0: off")
+	fs.boolean(&cl.watch, "watch", "reload the plugins when a plugin file or folder, or the configuration file, changes")
 	fs.boolean(&cl.version, "version", "print the version and exit")
 
 	if err := fs.parse(args); err != nil {

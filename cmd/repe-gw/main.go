@@ -185,6 +185,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 			}
 		}
 	}()
+	if cl.watch {
+		err := rl.watch(f.Path, stop, func(why string) {
+			if rl.reload(why).OK {
+				reloaded(adm, rl)
+			}
+		})
+		if err != nil {
+			log.Error("--watch: plugins and configuration not watched", "error", err)
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
 		code = exitFailure

@@ -274,3 +274,25 @@ func TestReloadRemoveDrains(t *testing.T) {
 	require.Equal(t, 0, g.waitExit(t), g.log())
 	assert.Equal(t, 1, strings.Count(gt.events(t), "gate shutdown\n"))
 }
+
+// TestReloadWatch: with --watch, a plugin file renamed into place reloads
+// the plugins, and a hidden file being written does not.
+func TestReloadWatch(t *testing.T) {
+	bin := buildGateway(t)
+	events := filepath.Join(t.TempDir(), "events")
+	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
+	dir := t.TempDir()
+	so := filepath.Join(dir, "v.so")
+	install(t, a, so)
+	g := startGateway(t, bin, "--plugins", dir, "--watch")
+	c := g.dial(t)
+
+	install(t, b, so)
+	g.waitLog(t, "msg=\"reload done\"")
+	assert.Contains(t, g.log(), "msg=\"reloading plugins\" trigger=watch")
+	c.Send(gatewaytest.Request(1, "/v/name", ""))
+	m := c.Next()
+	require.Equal(t, repe.OK, m.EC(), "%s", m.Body())
+	assert.Equal(t, "b", string(m.Body()))
+	assert.Equal(t, 1, strings.Count(g.log(), "msg=\"reloading plugins\""), "one reload for one install")
+}
