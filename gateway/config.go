@@ -31,6 +31,11 @@ const MaxMessageSizeLimit = 1 << 40
 // MaxPluginConcurrency is the largest PluginConcurrency accepted.
 const MaxPluginConcurrency = 1 << 16
 
+// DefaultIsolatedConcurrency is how many calls may wait for an isolated
+// plugin at once when its policy does not say: they share exchanges with
+// its worker (package isolate), so it is higher than for in-process ones.
+const DefaultIsolatedConcurrency = 64
+
 // Config configures a Server. The zero value is valid: every field has a
 // documented default.
 type Config struct {

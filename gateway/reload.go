@@ -77,7 +77,14 @@ func (s *Server) build(rt Routes, old *router) (*router, []*lane, error) {
 		if err := checkReserved(p); err != nil {
 			return nil, nil, err
 		}
-		pol := rt.Policies[p.Root()].withDefaults(&s.cfg)
+		pol := rt.Policies[p.Root()]
+		if _, ok := p.(IsolatedPlugin); ok && pol.Concurrency == 0 {
+			// Calls waiting for an isolated plugin cost a goroutine each,
+			// and share its worker's next exchange: letting many wait
+			// makes its batches larger, not its worker busier.
+			pol.Concurrency = max(DefaultIsolatedConcurrency, s.cfg.PluginConcurrency)
+		}
+		pol = pol.withDefaults(&s.cfg)
 		if err := pol.validate(p.Root()); err != nil {
 			return nil, nil, err
 		}
