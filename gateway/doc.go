@@ -38,6 +38,18 @@
 // requests never get a reply, except for frames whose header is broken,
 // which Glaze answers too because their notify byte cannot be trusted.
 //
+// # Reloads
+//
+// Swap replaces the routes whole while the server runs: each batch loads
+// them once, so it is routed wholly by the old routes or wholly by the new,
+// without a lock. Lanes never change once made; a swap keeps the lanes of
+// the plugins it keeps and retires the others. A call enters a lane only by
+// taking one of its slots or a job's hold on it, and only while it is not
+// retired, so calls in flight finish on the old version and a retired lane
+// with no slot and no hold has seen its last call (Retired.Wait): then its
+// plugin may be shut down. Counts live in the lanes, a slot per event loop
+// (tally.go), so a swap moves none.
+//
 // # Where calls run
 //
 // Each connection's requests run one after another and are answered in
