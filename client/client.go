@@ -19,7 +19,7 @@ type Client struct {
 	addr   string
 	cfg    Config
 	dialer net.Dialer
-	next   atomic.Uint64 // round-robin position in slots
+	turn   atomic.Uint64 // round-robin position in slots
 	slots  []slot
 	closed atomic.Bool
 }
@@ -69,47 +69,70 @@ func (c *Client) Call(ctx context.Context, query string, body []byte, opts ...Ca
 	if err := c.checkSize(query, body); err != nil {
 		return Reply{}, err
 	}
-	cn, err := c.pick(ctx, query)
+	s := c.next()
+	for attempt := 1; ; attempt++ {
+		reply, again, err := c.call(ctx, s, req, query, body)
+		if !again || attempt == maxAttempts {
+			return reply, err
+		}
+	}
+}
+
+// maxAttempts bounds the connections one request tries when each ends
+// before its reply: a server that closes every connection at once should
+// fail the call, not spin it.
+const maxAttempts = 5
+
+// call makes one attempt at Call on the next connection of the pool. It
+// reports again when the request may be sent again on a new connection:
+// the connection had ended before any byte of it was written, so that the
+// server cannot have seen it, or the call is Idempotent and its
+// connection ended before the reply.
+//
+// Every attempt uses slot s, whose connection a failed attempt leaves
+// dead: the next one dials anew rather than trying the pool's other
+// connections, which a server that drains is closing too.
+func (c *Client) call(ctx context.Context, s *slot, req request, query string, body []byte) (reply Reply, again bool, err error) {
+	cn, err := c.pick(ctx, query, s)
 	if err != nil {
-		return Reply{}, err
+		return Reply{}, false, err
 	}
 	cl, id, err := cn.register(&req)
 	if err != nil {
-		code := repe.ConnectionFailure
-		if req.hasID {
-			code = repe.SendError
+		if cn.dead.Load() {
+			return Reply{}, true, localError(query, repe.ConnectionFailure, err)
 		}
-		return Reply{}, localError(query, code, err)
+		return Reply{}, false, localError(query, repe.SendError, err)
 	}
 	req.header.ID = id
-	if err := cn.write(ctx, req.header, query, body); err != nil {
+	if n, err := cn.write(ctx, req.header, query, body); err != nil {
 		if !cn.forget(id, cl) {
 			<-cl.done // the connection failed and answered the call
 		}
 		cn.recycle(cl)
 		if errors.Is(err, context.DeadlineExceeded) {
-			return Reply{}, contextError(query, ctx)
+			return Reply{}, false, contextError(query, ctx)
 		}
-		return Reply{}, localError(query, repe.ConnectionFailure, err)
+		return Reply{}, n == 0 || req.idempotent, localError(query, repe.ConnectionFailure, err)
 	}
 	select {
 	case <-cl.done:
 	case <-ctx.Done():
 		if cn.forget(id, cl) {
 			cn.recycle(cl)
-			return Reply{}, contextError(query, ctx)
+			return Reply{}, false, contextError(query, ctx)
 		}
 		<-cl.done // answered as the context ended: take the answer
 	}
 	reply, cerr := cl.reply, cl.err
 	cn.recycle(cl)
 	if cerr != nil {
-		return Reply{}, localError(query, repe.ConnectionFailure, cerr)
+		return Reply{}, req.idempotent, localError(query, repe.ConnectionFailure, cerr)
 	}
 	if reply.EC != repe.OK {
-		return reply, remoteError(query, reply)
+		return reply, false, remoteError(query, reply)
 	}
-	return reply, nil
+	return reply, false, nil
 }
 
 // Notify sends a request with the notify flag set, for which the server
@@ -120,20 +143,26 @@ func (c *Client) Notify(ctx context.Context, query string, body []byte, opts ...
 	if err := c.checkSize(query, body); err != nil {
 		return err
 	}
-	cn, err := c.pick(ctx, query)
-	if err != nil {
-		return err
-	}
-	if !req.hasID {
-		req.header.ID = cn.nextNotifyID()
-	}
-	if err := cn.write(ctx, req.header, query, body); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return contextError(query, ctx)
+	s := c.next()
+	for attempt := 1; ; attempt++ {
+		cn, err := c.pick(ctx, query, s)
+		if err != nil {
+			return err
 		}
-		return localError(query, repe.ConnectionFailure, err)
+		if !req.hasID {
+			req.header.ID = cn.nextNotifyID()
+		}
+		n, err := cn.write(ctx, req.header, query, body)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, context.DeadlineExceeded):
+			return contextError(query, ctx)
+		case n > 0 || attempt == maxAttempts:
+			return localError(query, repe.ConnectionFailure, err)
+		}
+		// Nothing was written: send it on a new connection.
 	}
-	return nil
 }
 
 // Close closes every connection. Calls in flight fail with
@@ -162,10 +191,14 @@ func (c *Client) checkSize(query string, body []byte) error {
 	return nil
 }
 
-// pick returns the live connection of the next slot in turn, dialling it
-// when it has none or its connection failed.
-func (c *Client) pick(ctx context.Context, query string) (*conn, error) {
-	s := &c.slots[c.next.Add(1)%uint64(len(c.slots))]
+// next returns the next slot in turn.
+func (c *Client) next() *slot {
+	return &c.slots[c.turn.Add(1)%uint64(len(c.slots))]
+}
+
+// pick returns the live connection of slot s, dialling it when it has none
+// or its connection failed.
+func (c *Client) pick(ctx context.Context, query string, s *slot) (*conn, error) {
 	if cn := s.conn.Load(); cn != nil && !cn.dead.Load() {
 		return cn, nil
 	}

@@ -126,13 +126,22 @@ func (c *conn) nextNotifyID() uint64 {
 	return c.nextID
 }
 
-// write sends one whole frame. A write that fails before sending any byte
-// leaves the stream in sync; any other failure closes the connection,
-// because a partial frame cannot be taken back. A write stopped by the
-// context's deadline returns context.DeadlineExceeded.
-func (c *conn) write(ctx context.Context, h repe.Header, query string, body []byte) error {
+// write sends one whole frame and returns how many of its bytes were
+// written. A write that fails before sending any byte leaves the stream in
+// sync; any other failure closes the connection, because a partial frame
+// cannot be taken back. A write stopped by the context's deadline returns
+// context.DeadlineExceeded. On a connection that has already failed,
+// nothing is written.
+func (c *conn) write(ctx context.Context, h repe.Header, query string, body []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.dead.Load() {
+		// The reader saw the server close: what is written now would be
+		// lost, or reset the connection.
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return 0, c.err
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.nc.SetWriteDeadline(dl) // an error here shows up as a failed Write
 		c.hasDeadline = true
@@ -146,16 +155,16 @@ func (c *conn) write(ctx context.Context, h repe.Header, query string, body []by
 		c.wbuf = nil
 	}
 	if err == nil {
-		return nil
+		return n, nil
 	}
 	if n > 0 {
 		c.fail(err)
 	}
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-		return context.DeadlineExceeded
+		return n, context.DeadlineExceeded
 	}
 	c.fail(err)
-	return err
+	return n, err
 }
 
 var errServerClosed = errors.New("server closed the connection")

@@ -44,8 +44,13 @@
 // When a connection fails (the server closes it, a read or write fails, a
 // reply is malformed or larger than Config.MaxMessageSize), every call in
 // flight on it fails with code repe.ConnectionFailure (9), and the next call
-// that picks its slot in the pool dials again. Calls are never retried: a
-// request may have reached the server before the connection broke.
+// that picks its slot in the pool dials again. A call whose request had
+// not been written when its connection was found closed is sent again on a
+// new connection, as the README's "How connections end" says: the server
+// cannot have seen it. A request written and left unanswered may have run
+// (a server that crashed), so its call fails, unless it was made with
+// Idempotent, which sends it again too. A call tries five connections at
+// most.
 //
 // A reply with a non-zero ec is returned as an *Error with Remote set,
 // carrying the code and the server's message, alongside the Reply itself.

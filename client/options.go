@@ -15,6 +15,7 @@ const (
 	optBodyFormat optionKind = iota + 1
 	optQueryFormat
 	optID
+	optIdempotent
 )
 
 // WithBodyFormat sets the request's body_format. The default is
@@ -38,10 +39,22 @@ func WithID(id uint64) CallOption {
 	return CallOption{kind: optID, value: id}
 }
 
+// Idempotent marks a call that may run twice with the same effect as once,
+// a read say. When its connection ends after the request was written and
+// before its reply came, the call is sent again on a new connection
+// instead of failing with repe.ConnectionFailure: repe-gw closes a
+// connection it drains only once it has answered every request it read,
+// but a server that crashed may have run the request. Calls without it
+// are sent again only when they were not written at all.
+func Idempotent() CallOption {
+	return CallOption{kind: optIdempotent}
+}
+
 // request is a request's header choices after applying options.
 type request struct {
-	header repe.Header
-	hasID  bool
+	header     repe.Header
+	hasID      bool
+	idempotent bool
 }
 
 func newRequest(body []byte, notify bool, opts []CallOption) request {
@@ -58,6 +71,8 @@ func newRequest(body []byte, notify bool, opts []CallOption) request {
 		case optID:
 			r.header.ID = o.value
 			r.hasID = true
+		case optIdempotent:
+			r.idempotent = true
 		}
 	}
 	return r

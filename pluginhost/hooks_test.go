@@ -235,3 +235,35 @@ func TestHookExports(t *testing.T) {
 	_, _, err := HookExports("hooks_test.go")
 	assert.Error(t, err, "not a shared object")
 }
+
+// BenchmarkHookRequest is what a no-op on_request costs per request: one
+// call into C through the hook trampoline, with the request's info built
+// in the call's frame. BenchmarkHookResponse is the same for on_response.
+func BenchmarkHookRequest(b *testing.B) {
+	hk := benchHooks(b)
+	req := repe.Message(request(1, "/calculator/get_value", ""))
+	b.ReportAllocs()
+	for b.Loop() {
+		hk.Request(1, req, "calculator")
+	}
+}
+
+func BenchmarkHookResponse(b *testing.B) {
+	hk := benchHooks(b)
+	req := repe.Message(request(1, "/calculator/get_value", ""))
+	b.ReportAllocs()
+	for b.Loop() {
+		hk.Response(1, req, 0, 50, 49)
+	}
+}
+
+// benchHooks loads the gateway's no-op hook plugin, with an on_response
+// added, for b.
+func benchHooks(b *testing.B) *Hooks {
+	so := plugintest.Build(b, plugintest.RepoPath("gateway/testdata/noophook.c"), "-DNOOP_RESPONSE")
+	h := Config{DataDir: b.TempDir()}.NewHost()
+	_, hk, err := h.AddFile(so, nil)
+	require.NoError(b, err)
+	b.Cleanup(func() { require.NoError(b, h.Close(context.Background())) })
+	return hk
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/repe-gw/repe-gw/client"
+	"github.com/repe-gw/repe-gw/internal/gatewaytest"
+	"github.com/repe-gw/repe-gw/repe"
+)
+
+// callLoad keeps calls in flight through c from many goroutines, so that each
+// of c's connections carries several at once, and counts the outcomes.
+type callLoad struct {
+	ok, failed atomic.Int64
+	others     atomic.Int64 // failures for another reason than the connection
+	firstErr   atomic.Pointer[error]
+	stop       chan struct{}
+	once       sync.Once
+	wg         sync.WaitGroup
+}
+
+func startLoad(c *client.Client, callers int, opts ...client.CallOption) *callLoad {
+	l := &callLoad{stop: make(chan struct{})}
+	for range callers {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), gatewaytest.Timeout)
+				_, err := c.Call(ctx, "/calculator/value", nil, opts...)
+				cancel()
+				if err != nil {
+					l.failed.Add(1)
+					if !errors.Is(err, repe.ConnectionFailure) {
+						l.others.Add(1)
+					}
+					l.firstErr.CompareAndSwap(nil, &err)
+					continue
+				}
+				l.ok.Add(1)
+			}
+		})
+	}
+	return l
+}
+
+// waitFor waits until n more calls have succeeded.
+func (l *callLoad) waitFor(t *testing.T, n int64) {
+	t.Helper()
+	want := l.ok.Load() + n
+	require.Eventually(t, func() bool { return l.ok.Load() >= want }, gatewaytest.Timeout, time.Millisecond,
+		"%d calls succeeded, %d failed", l.ok.Load(), l.failed.Load())
+}
+
+func (l *callLoad) end() {
+	l.once.Do(func() { close(l.stop) })
+	l.wg.Wait()
+}
+
+// rawPipeline is a client that does not reconnect: one connection, on
+// which it writes requests as fast as it can while it reads the replies,
+// until the server closes it. It returns how many requests it wrote whole
+// and how many replies came.
+func rawPipeline(t *testing.T, addr string, started chan<- struct{}) (written, answered int) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, gatewaytest.Timeout)
+	require.NoError(t, err)
+	defer nc.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req := gatewaytest.Request(1, "/calculator/value", "")
+		for {
+			if _, err := nc.Write(req); err != nil {
+				return
+			}
+			written++
+			if written == 1 {
+				close(started)
+			}
+		}
+	}()
+	hdr := make([]byte, repe.HeaderSize)
+	for {
+		if _, err := io.ReadFull(nc, hdr); err != nil {
+			break
+		}
+		rest := repe.Message(hdr).Length() - repe.HeaderSize
+		if _, err := io.CopyN(io.Discard, nc, int64(rest)); err != nil {
+			break
+		}
+		answered++
+	}
+	nc.Close()
+	<-done
+	return written, answered
+}
+
+// migrateReq is the sysctl that decides what becomes of the connections
+// in a SO_REUSEPORT listener's accept queue when it closes: reset (0), or
+// handed to another listener of the group (1).
+const migrateReq = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+// TestReusePortSwap is the upgrade on one host: a second gateway starts
+// on the first one's port with --reuse-port, the first gets SIGTERM and
+// drains, and pipelined clients go on. It runs with each setting of
+// tcp_migrate_req when it may change it, restoring it after, and reports
+// what a reconnecting Go client and a client that does not reconnect saw.
+func TestReusePortSwap(t *testing.T) {
+	bin := buildGateway(t)
+	calc := gatewaytest.Calculator(t)
+	was, err := os.ReadFile(migrateReq)
+	if err != nil {
+		t.Logf("%s: %v: the swap runs once, as the system is", migrateReq, err)
+		swap(t, bin, calc)
+		return
+	}
+	t.Cleanup(func() { _ = os.WriteFile(migrateReq, was, 0o644) })
+	for _, v := range []string{"0", "1"} {
+		t.Run("tcp_migrate_req="+v, func(t *testing.T) {
+			if err := os.WriteFile(migrateReq, []byte(v), 0o644); err != nil {
+				t.Skipf("cannot set %s: %v", migrateReq, err)
+			}
+			swap(t, bin, calc)
+		})
+	}
+}
+
+func swap(t *testing.T, bin, calc string) {
+	addr := freeAddr(t)
+	args := []string{"--plugin", calc, "--addr", addr, "--reuse-port"}
+	old := spawn(t, bin, nil, addr, args...)
+	old.waitLog(t, "msg=listening")
+
+	dial := func() *client.Client {
+		c, err := client.Dial(context.Background(), addr, &client.Config{Conns: 4})
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// 16 callers on 4 connections: 4 calls in flight on each.
+	reads := startLoad(dial(), 16, client.Idempotent())
+	defer reads.end()
+	calls := startLoad(dial(), 16)
+	defer calls.end()
+	reads.waitFor(t, 1000)
+	calls.waitFor(t, 1000)
+
+	raw := make(chan [2]int, 1)
+	started := make(chan struct{})
+	go func() {
+		w, a := rawPipeline(t, addr, started)
+		raw <- [2]int{w, a}
+	}()
+	<-started
+
+	next := spawn(t, bin, nil, addr, args...)
+	next.waitLog(t, "msg=listening")
+	t.Cleanup(func() { _ = next.cmd.Process.Signal(syscall.SIGTERM); next.waitExit(t) })
+	old.signal(t, syscall.SIGTERM, "shutting down")
+	require.Equal(t, 0, old.waitExit(t))
+	// Served by the new gateway alone from now on.
+	reads.waitFor(t, 1000)
+	calls.waitFor(t, 1000)
+
+	var r [2]int
+	select {
+	case r = <-raw:
+	case <-time.After(gatewaytest.Timeout):
+		t.Fatal("the old gateway did not close the raw client's connection")
+	}
+	reads.end()
+	calls.end()
+	for _, l := range []struct {
+		name string
+		*callLoad
+	}{{"Idempotent calls", reads}, {"other calls", calls}} {
+		var first error
+		if p := l.firstErr.Load(); p != nil {
+			first = *p
+		}
+		t.Logf("reconnecting Go client, %s: %d succeeded, %d failed; first failure: %v", l.name, l.ok.Load(), l.failed.Load(), first)
+		assert.Zero(t, l.others.Load(), "%s: failures other than a connection that ended: first %v", l.name, first)
+	}
+	assert.Zero(t, reads.failed.Load(), "Idempotent calls are sent again on a new connection")
+	t.Logf("a client that does not reconnect: wrote %d requests whole, got %d replies, then its connection closed: %d unanswered",
+		r[0], r[1], r[0]-r[1])
+	assert.Positive(t, r[1])
+}
