@@ -60,6 +60,14 @@
 // for the policy. Every call, wherever it runs, holds one of the plugin's
 // PluginConcurrency slots, so the limit holds on every path.
 //
+// # Hook plugins
+//
+// Config.Hooks are C hook plugins (plugins/include/repe_gateway.h), called
+// by the core on connect, for each validated request before it is
+// dispatched, after each reply and on close (hooks.go). A rejected request
+// is answered ec 3 with the plugin's reason and never dispatched. Without
+// hooks the request path pays one nil check per frame.
+//
 // # Memory per connection
 //
 // What a connection may make the gateway hold is bounded whatever it sends
