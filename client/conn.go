@@ -157,6 +157,17 @@ func (c *conn) write(ctx context.Context, h repe.Header, query string, body []by
 	if err == nil {
 		return n, nil
 	}
+	if errors.Is(err, net.ErrClosed) {
+		// The reader failed the connection after the check above, and
+		// closed it: why it failed is the error, not the close (a TLS
+		// server's refusal of a client certificate comes so, say).
+		c.mu.Lock()
+		cause := c.err
+		c.mu.Unlock()
+		if cause != nil {
+			return n, cause
+		}
+	}
 	if n > 0 {
 		c.fail(err)
 	}
