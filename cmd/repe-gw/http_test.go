@@ -40,3 +40,11 @@ func TestWebSocket(t *testing.T) {
 	_, err = c.Call(ctx, "/calculator/value", nil)
 	assert.Error(t, err, "the WebSocket closed with the gateway")
 }
+
+// TestHTTPReservedRoot: a plugin at /jsonrpc could not be reached over
+// HTTP, so with --http-addr the gateway does not start, and says why.
+func TestHTTPReservedRoot(t *testing.T) {
+	g := start(t, buildGateway(t), "--plugin", gatewaytest.TestPlugin(t, "/jsonrpc"), "--http-addr", freeAddr(t))
+	assert.Equal(t, exitFailure, g.waitExit(t))
+	assert.Contains(t, g.log(), "--http-addr: plugin jsonrpc at /jsonrpc is refused: /repe and /jsonrpc belong to the HTTP listener")
+}
