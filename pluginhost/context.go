@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -63,9 +64,16 @@ type hostContext struct {
 }
 
 // DefaultDataDir returns the directory under which plugins get their data
-// directories when Config.DataDir is empty: $XDG_STATE_HOME/repe-gw, else
-// $HOME/.local/state/repe-gw, else repe-gw-data in the working directory.
+// directories when Config.DataDir is empty: $STATE_DIRECTORY, which
+// systemd sets for a unit with StateDirectory= (deploy/systemd), else
+// $XDG_STATE_HOME/repe-gw, else $HOME/.local/state/repe-gw, else
+// repe-gw-data in the working directory.
 func DefaultDataDir() string {
+	// systemd lists one directory per StateDirectory= entry, separated by
+	// colons; the first is the unit's own.
+	if d, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); filepath.IsAbs(d) {
+		return d
+	}
 	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
 		return filepath.Join(d, "repe-gw")
 	}

@@ -267,3 +267,14 @@ func benchHooks(b *testing.B) *Hooks {
 	b.Cleanup(func() { require.NoError(b, h.Close(context.Background())) })
 	return hk
 }
+
+func TestDefaultDataDir(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", "/var/lib/repe-gw:/var/lib/other")
+	assert.Equal(t, "/var/lib/repe-gw", DefaultDataDir(), "systemd's StateDirectory= first")
+	t.Setenv("STATE_DIRECTORY", "")
+	t.Setenv("XDG_STATE_HOME", "/state")
+	assert.Equal(t, "/state/repe-gw", DefaultDataDir())
+	t.Setenv("XDG_STATE_HOME", "relative")
+	t.Setenv("HOME", "/home/gw")
+	assert.Equal(t, "/home/gw/.local/state/repe-gw", DefaultDataDir(), "XDG_STATE_HOME must be absolute")
+}
