@@ -65,6 +65,10 @@ func bench(ctx context.Context, cfg *config, templates []template, progress io.W
 	if err != nil {
 		return nil, err
 	}
+	if cfg.reconnect {
+		dial := dialer(cfg)
+		p.redial = func() (net.Conn, error) { return dial(ctx, "tcp", cfg.addr) }
+	}
 
 	stop := make(chan struct{})
 	p.stop = stop
@@ -126,12 +130,7 @@ wait:
 
 // dialAll opens the connections, all or none.
 func dialAll(ctx context.Context, cfg *config, p *plan) ([]*conn, error) {
-	d := net.Dialer{Timeout: cfg.timeout}
-	dial := d.DialContext
-	if cfg.tls != nil {
-		// tls.Dialer makes the handshake here, before the clock starts.
-		dial = (&tls.Dialer{NetDialer: &d, Config: cfg.tls}).DialContext
-	}
+	dial := dialer(cfg)
 	conns := make([]*conn, 0, cfg.conns)
 	for i := range cfg.conns {
 		nc, err := dial(ctx, "tcp", cfg.addr)
@@ -154,6 +153,16 @@ func dialAll(ctx context.Context, cfg *config, p *plan) ([]*conn, error) {
 		conns = append(conns, newConn(p, nc, quota, phase, &p.shards[i%len(p.shards)]))
 	}
 	return conns, nil
+}
+
+// dialer opens a connection as cfg asks: TCP, or TLS with its handshake
+// made in the dial, so that dialAll's come before the clock starts.
+func dialer(cfg *config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: cfg.timeout}
+	if cfg.tls != nil {
+		return (&tls.Dialer{NetDialer: d, Config: cfg.tls}).DialContext
+	}
+	return d.DialContext
 }
 
 func clamp(v, lo, hi int) int { return max(lo, min(v, hi)) }

@@ -49,8 +49,9 @@ type config struct {
 	progressSet bool
 	cpuProfile  string
 	// tls configures TLS connections; nil for plain TCP.
-	tls     *tls.Config
-	version bool
+	tls       *tls.Config
+	reconnect bool
+	version   bool
 
 	// What to send: either one request built from query and body, or the
 	// frames of a replay directory.
@@ -98,6 +99,11 @@ Checks:
                         such as method_not_found, or any (default 0)
   --timeout DURATION    fail a connection whose oldest request waits longer
                         (default 10s)
+  --reconnect           when the server closes a connection, count the
+                        requests in flight on it as failed and go on over a
+                        new one, as README's "How connections end" says a
+                        client should (default: the connection's share of
+                        the run ends with it)
   --max-reply BYTES     the largest reply accepted (default 1073741824: 1 GiB)
 
 Server and output:
@@ -158,6 +164,7 @@ func parseFlags(args []string, getenv func(string) string, stdin io.Reader) (*co
 	fs.Float64Var(&cfg.rate, "q", 0, "requests/s over all connections")
 	fs.DurationVar(&cfg.warmup, "warmup", 0, "send for this long before measuring")
 	fs.DurationVar(&cfg.timeout, "timeout", defaultTimeout, "longest wait for a reply")
+	fs.BoolVar(&cfg.reconnect, "reconnect", false, "go on over a new connection when one closes")
 	fs.StringVar(&cfg.query, "query", "", "query (JSON pointer)")
 	fs.StringVar(&bodyInline, "body", "", "request body, inline")
 	fs.StringVar(&bodyFile, "body-file", "", "request body file")

@@ -66,7 +66,10 @@ type plan struct {
 	anyEC       bool
 	maxReply    uint64
 	stop        <-chan struct{} // closed to end the run early
-	shards      []histShard
+	// redial opens a new connection for one that the server closed, with
+	// --reconnect; nil without.
+	redial func() (net.Conn, error)
+	shards []histShard
 	// buffer sizes, from the templates and the pipeline depth
 	maxBatch, readSize int
 	// direct lets readers send batches (kick): only when a whole window is
@@ -112,6 +115,7 @@ type connStats struct {
 	warmupErrors          int64
 	unfinished            int64 // requests in flight when the run was stopped
 	failures              int64 // every error above, warm-up included, for progress
+	reconnects            int64 // connections opened again after the server closed one
 	writes, reads         int64 // system calls, to see how well requests batch
 }
 
@@ -147,6 +151,8 @@ type conn struct {
 
 	w writer
 	r reader
+
+	lost bool // the reader stopped because the connection failed
 }
 
 type writer struct {
@@ -180,33 +186,75 @@ func newConn(p *plan, nc net.Conn, quota int64, phase float64, shard *histShard)
 		size <<= 1
 	}
 	c := &conn{
-		p: p, nc: nc, quota: quota, phase: phase,
-		ring:       make([]int64, size),
-		mask:       size - 1,
-		wake:       make(chan struct{}, 1),
-		readerDone: make(chan struct{}),
+		p: p, quota: quota, phase: phase,
+		ring: make([]int64, size),
+		mask: size - 1,
+		wake: make(chan struct{}, 1),
 	}
-	c.sent.Store(1)
-	c.retired.Store(1)
-	c.w.seq = 1
 	// The batch rule in fill keeps the buffer within maxBatch plus one
 	// header, so it never grows and the slices in iov stay valid.
 	c.w.buf = make([]byte, 0, p.maxBatch+repe.HeaderSize)
 	c.w.st.byEC = map[repe.ErrorCode]int64{}
-	c.r.head, c.r.sentSeen = 1, 1
 	c.r.buf = make([]byte, p.readSize)
 	c.r.lat = make([]int64, 0, 1024)
 	c.r.shard = shard
 	c.r.st.byEC = map[repe.ErrorCode]int64{}
+	c.attach(nc)
 	return c
 }
 
+// attach makes nc the connection's socket, with nothing in flight. Ids
+// start again from 1: they need only be unique on one socket. The counts,
+// the quota and the rate schedule go on.
+func (c *conn) attach(nc net.Conn) {
+	c.nc = nc
+	c.sent.Store(1)
+	c.retired.Store(1)
+	c.w.seq, c.w.done, c.w.iov = 1, false, nil
+	c.w.buf = c.w.buf[:0]
+	c.r.head, c.r.sentSeen = 1, 1
+	c.r.start, c.r.end, c.r.skip = 0, 0, 0
+	c.r.answered, c.r.pending = nil, 0
+	c.writerDone.Store(false)
+	c.waiting.Store(false)
+	c.readerDone = make(chan struct{})
+	c.lost = false
+	select {
+	case <-c.wake:
+	default:
+	}
+}
+
 // run sends and checks until the quota, the deadline or stop ends the run
-// and every reply is in, or the connection fails.
+// and every reply is in, or the connection fails. With --reconnect, a
+// connection that the server closed is opened again while the run has
+// requests left to send; the requests in flight on the old one were
+// written, so they may have run, and are counted as failed, not sent again.
 func (c *conn) run() {
-	var wg sync.WaitGroup
-	wg.Go(c.write)
-	c.read()
-	wg.Wait()
-	c.nc.Close()
+	for {
+		var wg sync.WaitGroup
+		wg.Go(c.write)
+		c.read()
+		wg.Wait()
+		c.nc.Close()
+		if !c.lost || c.p.redial == nil || c.over() {
+			return
+		}
+		nc, err := c.p.redial()
+		if err != nil {
+			return // counted already: the requests lost with the old one
+		}
+		c.r.st.reconnects++
+		c.attach(nc)
+	}
+}
+
+// over reports whether the run has nothing left for this connection to send.
+func (c *conn) over() bool {
+	select {
+	case <-c.p.stop:
+		return true
+	default:
+	}
+	return c.quota == 0 || (c.p.deadline > 0 && c.p.now() >= c.p.deadline)
 }

@@ -377,7 +377,7 @@ func TestUsage(t *testing.T) {
 func TestUsageListsEveryFlag(t *testing.T) {
 	names := []string{"addr", "allow-remote", "tls", "cacert", "cert", "key", "server-name", "c", "P", "n", "z", "q", "warmup", "timeout", "query", "body",
 		"body-file", "body-format", "notify-ratio", "replay", "expect-ec", "max-reply", "server-pid",
-		"format", "progress", "cpuprofile", "version"}
+		"format", "progress", "cpuprofile", "reconnect", "version"}
 	for _, name := range names {
 		// Every listed name is a flag: -h is the only other argument accepted.
 		_, err := parseFlags([]string{"-" + name + "=x"}, func(string) string { return "" }, nil)

@@ -24,6 +24,7 @@ func (c *conn) read() {
 			armed = now + int64(pollInterval)
 			if err := c.nc.SetReadDeadline(p.base.Add(time.Duration(armed))); err != nil {
 				c.abort(errConnection)
+				c.lost = true
 				return
 			}
 		}
@@ -70,6 +71,7 @@ func (c *conn) read() {
 			continue
 		}
 		c.abort(errConnection)
+		c.lost = true
 		return
 	}
 }

@@ -36,6 +36,7 @@ type summary struct {
 	NotifyReplies  int64            `json:"notify_replies"`
 	Reordered      int64            `json:"reordered"`
 	Unfinished     int64            `json:"unfinished"`
+	Reconnects     int64            `json:"reconnects,omitempty"`
 	WarmupRequests int64            `json:"warmup_requests"`
 	WarmupErrors   int64            `json:"warmup_errors"`
 
@@ -124,6 +125,7 @@ func summarize(cfg *config, p *plan, conns []*conn, before, after cpuSample, int
 			s.NotifyReplies += st.notifyReplies
 			s.Reordered += st.reordered
 			s.Unfinished += st.unfinished
+			s.Reconnects += st.reconnects
 			s.WarmupRequests += st.warmupRequests
 			s.WarmupErrors += st.warmupErrors
 			s.BytesSent += st.bytesSent
@@ -284,6 +286,7 @@ func (s *summary) writeText(w io.Writer) error {
 		{s.NotifyReplies, "replies to notifies (a REPE server sends none; the echo floor does)"},
 		{s.Reordered, "replies out of order"},
 		{s.Unfinished, "requests unanswered when interrupted"},
+		{s.Reconnects, "connections opened again after the server closed one (--reconnect)"},
 		{s.WarmupRequests, "warm-up requests"},
 		{s.WarmupErrors, "warm-up errors"},
 	} {

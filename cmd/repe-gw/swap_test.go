@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -123,11 +127,14 @@ const migrateReq = "/proc/sys/net/ipv4/tcp_migrate_req"
 // what a reconnecting Go client and a client that does not reconnect saw.
 func TestReusePortSwap(t *testing.T) {
 	bin := buildGateway(t)
+	bench := filepath.Join(t.TempDir(), "repe-bench")
+	out, err := exec.Command("go", "build", "-o", bench, "../repe-bench").CombinedOutput()
+	require.NoError(t, err, "%s", out)
 	calc := gatewaytest.Calculator(t)
 	was, err := os.ReadFile(migrateReq)
 	if err != nil {
 		t.Logf("%s: %v: the swap runs once, as the system is", migrateReq, err)
-		swap(t, bin, calc)
+		swap(t, bin, bench, calc)
 		return
 	}
 	t.Cleanup(func() { _ = os.WriteFile(migrateReq, was, 0o644) })
@@ -136,12 +143,12 @@ func TestReusePortSwap(t *testing.T) {
 			if err := os.WriteFile(migrateReq, []byte(v), 0o644); err != nil {
 				t.Skipf("cannot set %s: %v", migrateReq, err)
 			}
-			swap(t, bin, calc)
+			swap(t, bin, bench, calc)
 		})
 	}
 }
 
-func swap(t *testing.T, bin, calc string) {
+func swap(t *testing.T, bin, bench, calc string) {
 	addr := freeAddr(t)
 	args := []string{"--plugin", calc, "--addr", addr, "--reuse-port"}
 	old := spawn(t, bin, nil, addr, args...)
@@ -160,6 +167,15 @@ func swap(t *testing.T, bin, calc string) {
 	defer calls.end()
 	reads.waitFor(t, 1000)
 	calls.waitFor(t, 1000)
+
+	// repe-bench --reconnect, pipelined, until it is interrupted.
+	var benchOut bytes.Buffer
+	b := exec.Command(bench, "--addr", addr, "--query", "/calculator/value", "-c", "4", "-P", "8",
+		"-z", "1h", "--reconnect", "--format", "json")
+	b.Stdout = &benchOut
+	require.NoError(t, b.Start())
+	benched := make(chan error, 1)
+	go func() { benched <- b.Wait() }()
 
 	raw := make(chan [2]int, 1)
 	started := make(chan struct{})
@@ -186,6 +202,25 @@ func swap(t *testing.T, bin, calc string) {
 	}
 	reads.end()
 	calls.end()
+	require.NoError(t, b.Process.Signal(os.Interrupt))
+	select {
+	case err := <-benched:
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			require.NoError(t, err)
+		}
+	case <-time.After(gatewaytest.Timeout):
+		t.Fatal("repe-bench did not stop when interrupted")
+	}
+	var sum struct {
+		Requests, OK, Errors, Unfinished, Reconnects int64
+		ClientErrors                                 map[string]int64 `json:"client_errors"`
+	}
+	require.NoError(t, json.Unmarshal(benchOut.Bytes(), &sum), "%s", benchOut.String())
+	t.Logf("repe-bench --reconnect: %d requests, %d ok, %d failed %v, %d unanswered when interrupted, %d connections opened again",
+		sum.Requests, sum.OK, sum.Errors, sum.ClientErrors, sum.Unfinished, sum.Reconnects)
+	assert.Positive(t, sum.Reconnects, "repe-bench went on over new connections")
+	assert.Equal(t, sum.Errors, sum.ClientErrors["connection"], "every failure a request in flight on a connection that closed")
 	for _, l := range []struct {
 		name string
 		*callLoad
