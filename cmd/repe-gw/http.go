@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/repe-gw/repe-gw/bridge"
@@ -45,7 +47,7 @@ func startHTTP(log *slog.Logger, addr string, srv *gateway.Server, cfg gateway.C
 	}
 	log.Info("listening for HTTP", "addr", ln.Addr().String())
 	go func() {
-		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.Serve(limitListener(ln, cmp.Or(cfg.MaxConns, gateway.DefaultMaxConns))); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("HTTP listener failed", "error", err)
 		}
 	}()
@@ -54,4 +56,40 @@ func startHTTP(log *slog.Logger, addr string, srv *gateway.Server, cfg gateway.C
 		_ = hs.Close()
 	}()
 	return nil
+}
+
+// limitListener accepts at most n connections at once, as the REPE
+// listener does (--max-conns): an idle keep-alive connection holds a
+// goroutine and its buffers. Beyond n, Accept waits for one to close, and
+// new clients wait in the kernel's backlog rather than being refused.
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limitedListener{Listener: ln, slots: make(chan struct{}, n)}
+}
+
+type limitedListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	l.slots <- struct{}{}
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: nc, release: func() { <-l.slots }}, nil
+}
+
+// limitedConn gives its slot back once, on its first Close.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

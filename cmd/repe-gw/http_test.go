@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"net"
+	"net/http"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -47,4 +49,26 @@ func TestHTTPReservedRoot(t *testing.T) {
 	g := start(t, buildGateway(t), "--plugin", gatewaytest.TestPlugin(t, "/jsonrpc"), "--http-addr", freeAddr(t))
 	assert.Equal(t, exitFailure, g.waitExit(t))
 	assert.Contains(t, g.log(), "--http-addr: plugin jsonrpc at /jsonrpc is refused: /repe and /jsonrpc belong to the HTTP listener")
+}
+
+// TestHTTPMaxConns: the HTTP listener holds at most --max-conns
+// connections; a client beyond waits until one closes.
+func TestHTTPMaxConns(t *testing.T) {
+	httpAddr := freeAddr(t)
+	g := startGateway(t, buildGateway(t), "--plugin", gatewaytest.Calculator(t), "--http-addr", httpAddr, "--max-conns", "1")
+	g.waitLog(t, `msg="listening for HTTP" addr=`+httpAddr)
+
+	first, err := net.Dial("tcp", httpAddr)
+	require.NoError(t, err)
+	get := func(timeout time.Duration) error {
+		c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get("http://" + httpAddr + "/calculator/value")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	assert.Error(t, get(300*time.Millisecond), "waits while the first connection is open")
+	require.NoError(t, first.Close())
+	assert.NoError(t, get(gatewaytest.Timeout))
 }
