@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/repe-gw/repe-gw/config"
@@ -23,8 +21,12 @@ import (
 // policies, limits and counts as the TCP listener.
 //
 // The client's certificate, once the handshake is done, is
-// tls.Conn.ConnectionState().PeerCertificates[0]: its subject is what
-// request hooks will see as tls_identity when the gateway has hooks.
+// tls.Conn.ConnectionState().PeerCertificates[0], and its subject is what
+// hooks should see as tls_identity. They see "" for now: the handshake is
+// made on the connection's first read, after the core admitted it and ran
+// on_connect (gateway/hooks.go). Passing it means handshaking before
+// Server.ServeConn, with the handshakes in flight bounded, and the core
+// reading the subject from the connection it is given.
 
 // certCheckEvery is how often a handshake may look at the certificate
 // files for a change: a stat of two files per second costs nothing, and a
@@ -141,12 +143,10 @@ func (c *certs) reloadLogged() {
 	}
 }
 
-// watchHUP reloads the certificate on each SIGHUP until stop is closed.
-func (c *certs) watchHUP(stop <-chan struct{}) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// watchHUP reloads the certificate on each SIGHUP that hup gives, until
+// stop is closed.
+func (c *certs) watchHUP(hup <-chan struct{}, stop <-chan struct{}) {
 	go func() {
-		defer signal.Stop(hup)
 		for {
 			select {
 			case <-hup:
@@ -181,8 +181,9 @@ func serverTLS(c *certs, clientCA string) (*tls.Config, error) {
 }
 
 // startTLS listens on the TLS address and serves it through srv until srv
-// shuts down, which closes the listener. stop ends the SIGHUP watch.
-func startTLS(log *slog.Logger, s *tlsSettings, srv *gateway.Server, stop <-chan struct{}) error {
+// shuts down, which closes the listener. hup gives the SIGHUPs, and stop
+// ends their watch.
+func startTLS(log *slog.Logger, s *tlsSettings, srv *gateway.Server, stop, hup <-chan struct{}) error {
 	c, err := loadCerts(log, s.cert, s.key)
 	if err != nil {
 		return err
@@ -195,7 +196,7 @@ func startTLS(log *slog.Logger, s *tlsSettings, srv *gateway.Server, stop <-chan
 	if err != nil {
 		return fmt.Errorf("--tls-addr: %w", err)
 	}
-	c.watchHUP(stop)
+	c.watchHUP(hup, stop)
 	log.Info("listening for TLS", "addr", ln.Addr().String(), "mutual", s.clientCA != "")
 	go func() {
 		if err := srv.Serve(handshakeListener{tls.NewListener(ln, cfg)}); err != nil {
