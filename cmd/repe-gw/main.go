@@ -101,6 +101,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	// Before the first plugin loads: an init may take as long as it likes,
 	// and a signal must not wait for it.
 	stop, hups := watchSignals(log, sigs, shutdownTimeout)
+	// Subscribed now, so that a SIGHUP while plugins load reloads once
+	// they serve.
+	reloads := hups.subscribe()
 
 	var from string // where the plugins in effect come from, when not the file
 	switch {
@@ -166,7 +169,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		err = srv.Start()
 	}
 	if err == nil {
-		err = startListeners(log, f, srv, stop)
+		err = startListeners(log, f, srv, stop, hups)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
@@ -179,7 +182,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	code := exitOK
 	adm, err := startAdmin(log, adminCfg, srv, loaded)
 	go func() {
-		for range hups {
+		for range reloads {
 			if rl.reload("SIGHUP").OK {
 				reloaded(adm, rl)
 			}
@@ -291,20 +294,16 @@ func printError(w io.Writer, prefix string, err error) {
 // stop, at whatever stage the gateway is: loading plugins, serving or
 // shutting down. The second signal to stop ends the process at once, as
 // the README promises, without waiting for a plugin's init or shutdown,
-// or for calls in flight. SIGHUP asks for a reload instead: hups has room
-// for one, so that SIGHUPs sent during a reload make one more.
-func watchSignals(log *slog.Logger, sigs <-chan os.Signal, shutdownTimeout time.Duration) (stop <-chan struct{}, hups <-chan struct{}) {
+// or for calls in flight. SIGHUP goes to the subscribers of hups instead.
+func watchSignals(log *slog.Logger, sigs <-chan os.Signal, shutdownTimeout time.Duration) (stop <-chan struct{}, hups *hangups) {
 	stopped := make(chan struct{})
-	hup := make(chan struct{}, 1)
+	hups = new(hangups)
 	next := func() os.Signal {
 		for sig := range sigs {
 			if sig != syscall.SIGHUP {
 				return sig
 			}
-			select {
-			case hup <- struct{}{}:
-			default:
-			}
+			hups.notify()
 		}
 		select {} // no more signals: nothing stops the gateway
 	}
@@ -316,7 +315,7 @@ func watchSignals(log *slog.Logger, sigs <-chan os.Signal, shutdownTimeout time.
 		log.Error("second signal: exiting now", "signal", sig.String())
 		os.Exit(exitFailure)
 	}()
-	return stopped, hup
+	return stopped, hups
 }
 
 // closeHost shuts every plugin down once its calls have returned, and

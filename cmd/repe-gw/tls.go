@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/repe-gw/repe-gw/config"
@@ -145,12 +143,10 @@ func (c *certs) reloadLogged() {
 	}
 }
 
-// watchHUP reloads the certificate on each SIGHUP until stop is closed.
-func (c *certs) watchHUP(stop <-chan struct{}) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// watchHUP reloads the certificate on each SIGHUP that hup gives, until
+// stop is closed.
+func (c *certs) watchHUP(hup <-chan struct{}, stop <-chan struct{}) {
 	go func() {
-		defer signal.Stop(hup)
 		for {
 			select {
 			case <-hup:
@@ -185,8 +181,9 @@ func serverTLS(c *certs, clientCA string) (*tls.Config, error) {
 }
 
 // startTLS listens on the TLS address and serves it through srv until srv
-// shuts down, which closes the listener. stop ends the SIGHUP watch.
-func startTLS(log *slog.Logger, s *tlsSettings, srv *gateway.Server, stop <-chan struct{}) error {
+// shuts down, which closes the listener. hup gives the SIGHUPs, and stop
+// ends their watch.
+func startTLS(log *slog.Logger, s *tlsSettings, srv *gateway.Server, stop, hup <-chan struct{}) error {
 	c, err := loadCerts(log, s.cert, s.key)
 	if err != nil {
 		return err
@@ -199,7 +196,7 @@ func startTLS(log *slog.Logger, s *tlsSettings, srv *gateway.Server, stop <-chan
 	if err != nil {
 		return fmt.Errorf("--tls-addr: %w", err)
 	}
-	c.watchHUP(stop)
+	c.watchHUP(hup, stop)
 	log.Info("listening for TLS", "addr", ln.Addr().String(), "mutual", s.clientCA != "")
 	go func() {
 		if err := srv.Serve(handshakeListener{tls.NewListener(ln, cfg)}); err != nil {
