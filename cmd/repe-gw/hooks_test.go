@@ -38,7 +38,7 @@ func TestHookPluginsFromConfig(t *testing.T) {
 `), 0o644))
 	state := t.TempDir()
 	addr := freeAddr(t)
-	g := spawn(t, bin, []string{"XDG_STATE_HOME=" + state}, addr, "--config", conf, "--addr", addr)
+	g := spawn(t, bin, []string{"STATE_DIRECTORY=", "XDG_STATE_HOME=" + state}, addr, "--config", conf, "--addr", addr)
 	g.waitLog(t, "msg=listening")
 
 	log := g.log()
