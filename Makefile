@@ -32,7 +32,7 @@ GLAZE_PLUGINS  = bin/glaze-plugins
 GLAZE_TESTABLE := $(and $(GLAZE_DIR),$(shell command -v $(GLAZE_CXX) >/dev/null && command -v cmake >/dev/null && echo yes))
 GLAZE_TEST_ENV = $(if $(GLAZE_TESTABLE),REPE_GLAZE_PLUGINS=$(CURDIR)/$(GLAZE_PLUGINS) GLAZE_DIR=$(abspath $(GLAZE_DIR)))
 
-.PHONY: all plugins glaze-plugins glaze-plugins-or-skip build run install test test-arm64 test-arm64-short arm64-tools lint bench clean
+.PHONY: all plugins glaze-plugins glaze-plugins-or-skip build run install cluster-test test test-arm64 test-arm64-short arm64-tools lint bench clean
 
 all: build plugins
 
@@ -114,6 +114,13 @@ test: glaze-plugins-or-skip
 	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 1x ./...
 	@$(MAKE) --no-print-directory test-arm64-short
 	@$(MAKE) --no-print-directory lint
+
+# The upgrade and load-balancer tests alone, with their figures: two
+# gateways swapped on one port with --reuse-port, and three behind HAProxy
+# (Debian: apt-get install haproxy; the test skips without it), one
+# stopped with SIGTERM and one killed. make test runs them too.
+cluster-test:
+	$(GO) test -count=1 -run '^(TestReusePortSwap|TestHAProxy)$$' -v ./cmd/repe-gw/
 
 # The arm64 pass of make test: the packages that call C are built and vetted
 # for arm64 (the trampoline's assembly included), and pluginhost's tests and

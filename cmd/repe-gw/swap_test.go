@@ -151,8 +151,9 @@ func TestReusePortSwap(t *testing.T) {
 func swap(t *testing.T, bin, bench, calc string) {
 	addr := freeAddr(t)
 	args := []string{"--plugin", calc, "--addr", addr, "--reuse-port"}
-	old := spawn(t, bin, nil, addr, args...)
-	old.waitLog(t, "msg=listening")
+	admin := freeAddr(t)
+	old := spawn(t, bin, nil, addr, append(args, "--admin", admin)...)
+	old.waitLog(t, `msg="admin listening"`)
 
 	dial := func() *client.Client {
 		c, err := client.Dial(context.Background(), addr, &client.Config{Conns: 4})
@@ -176,6 +177,11 @@ func swap(t *testing.T, bin, bench, calc string) {
 	require.NoError(t, b.Start())
 	benched := make(chan error, 1)
 	go func() { benched <- b.Wait() }()
+	// Every client on the old gateway before the new one listens: the two
+	// Go clients' 4 connections each, and repe-bench's 4.
+	require.Eventually(t, func() bool {
+		return metricValue(t, scrapeMetrics(t, admin), "repe_gw_connections_open", nil) >= 12
+	}, gatewaytest.Timeout, time.Millisecond, "the clients did not all connect")
 
 	raw := make(chan [2]int, 1)
 	started := make(chan struct{})
