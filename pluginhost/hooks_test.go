@@ -120,14 +120,16 @@ func TestHookPluginOnly(t *testing.T) {
 	// Everything logged until destroy returned is in the log, with the
 	// plugin's name; the long message is cut and says so.
 	recs := logs.records(t)
-	require.Len(t, recs, 3)
+	require.Len(t, recs, 4)
 	assert.Equal(t, "init hookplugin", recs[0]["msg"])
 	assert.Equal(t, "INFO", recs[0]["level"])
 	assert.Equal(t, "hookplugin", recs[0]["plugin"])
 	assert.Equal(t, "WARN", recs[1]["level"])
 	assert.Len(t, recs[1]["msg"], maxLogMessage)
 	assert.Equal(t, true, recs[1]["truncated"])
-	assert.Equal(t, "destroyed", recs[2]["msg"])
+	assert.Equal(t, "from a thread", recs[2]["msg"])
+	assert.Equal(t, "DEBUG", recs[2]["level"])
+	assert.Equal(t, "destroyed", recs[3]["msg"])
 }
 
 func TestHookPluginWithREPE(t *testing.T) {
@@ -147,7 +149,35 @@ func TestHookPluginWithREPE(t *testing.T) {
 	assert.EqualValues(t, 1, counter(t, so, "hp_repe_shutdowns"))
 	assert.EqualValues(t, 1, counter(t, so, "hp_shutdowns"))
 	assert.EqualValues(t, 1, counter(t, so, "hp_destroys"))
-	assert.Len(t, logs.records(t), 3)
+	assert.Len(t, logs.records(t), 4)
+}
+
+// TestHookLogFlood: a plugin that logs faster than the host reads is never
+// blocked; what cannot be sent is counted, and the count is told with a
+// later message, so that messages logged and messages dropped add up.
+func TestHookLogFlood(t *testing.T) {
+	so := plugintest.Build(t, hookPluginSrc, "-DHP_FLOOD")
+	var logs logBuffer
+	h := hookHost(t, &logs)
+	_, _, err := h.AddFile(so, nil)
+	require.NoError(t, err)
+	require.NoError(t, h.Close(context.Background()))
+	// destroy's own message may be dropped too, when the reader is still
+	// behind; its drop is then told with a flood message read after it.
+	sent, floods, dropped := 5001, 0, 0.0
+	for _, r := range logs.records(t) {
+		switch r["msg"] {
+		case "flood":
+			floods++
+		case "destroyed":
+			sent--
+		}
+		if d, ok := r["dropped"].(float64); ok {
+			dropped += d
+		}
+	}
+	assert.Positive(t, dropped, "the socket should not hold 5000 messages")
+	assert.Equal(t, sent, floods+int(dropped))
 }
 
 // TestAddIgnoresHooks: Add keeps its contract for a file that is a REPE

@@ -7,16 +7,20 @@
  *                  every query with an empty reply
  *   -DHP_INIT_FAIL repe_gateway_hooks_init returns 1
  *   -DHP_NO_ERRMSG no error_message callback
+ *   -DHP_FLOOD     init also logs HP_FLOOD_N messages "flood" in a row, more
+ *                  than the log socket holds
  *
  * on_request rejects queries that start with "/deny", with the reason
  * "denied: <query>", kept per thread; on_connect rejects remotes that
  * start with "10.". At init it writes "hello" to <data_dir>/hello, keeps
- * its config_json in hp_config and logs "init <name>" at info level and a
- * 5000-byte message at warn level. destroy records in hp_destroy_flag the
+ * its config_json in hp_config and logs "init <name>" at info level, a
+ * 5000-byte message at warn level, and "from a thread" from a thread of its
+ * own. destroy records in hp_destroy_flag the
  * value of *shutting_down it saw.
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -81,6 +85,14 @@ static void destroy(void* ud) {
     ctx->log(ctx->host, REPE_LOG_INFO, "destroyed", 9);
 }
 
+#define HP_FLOOD_N 5000
+
+static void* log_from_thread(void* arg) {
+    const repe_host_context* c = arg;
+    c->log(c->host, REPE_LOG_DEBUG, "from a thread", 13);
+    return NULL;
+}
+
 static int setup(const repe_host_context* c) {
     ctx = c;
     char path[1024];
@@ -96,6 +108,12 @@ static int setup(const repe_host_context* c) {
     static char big[5000];
     memset(big, 'x', sizeof big);
     c->log(c->host, REPE_LOG_WARN, big, sizeof big);
+    pthread_t t;
+    if (pthread_create(&t, NULL, log_from_thread, (void*)c) != 0) return 1;
+    pthread_join(t, NULL);
+#ifdef HP_FLOOD
+    for (int i = 0; i < HP_FLOOD_N; i++) c->log(c->host, REPE_LOG_INFO, "flood", 5);
+#endif
     return 0;
 }
 
