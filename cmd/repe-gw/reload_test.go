@@ -164,6 +164,11 @@ func TestReloadUnderLoad(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
+	var total int64
+	for _, lc := range load {
+		total += lc.replies.Load()
+	}
+	t.Logf("%d replies on %d connections over %d reloads, every one in order and from one version", total, conns, reloads)
 	log := g.log()
 	assert.Equal(t, reloads, strings.Count(log, "msg=\"reload done\""), log)
 	assert.Equal(t, reloads, strings.Count(log, "msg=\"reload: plugin replaced\""), log)
