@@ -522,8 +522,8 @@ func (cs *conn) handOff(routes *router, l *lane, b []byte) int {
 	taken, notifies := 0, 0
 	for frames, limit := 0, l.jobFrames(); frames < limit && taken < cs.srv.cfg.MaxPendingInput; frames++ {
 		n, err := repe.Split(b[taken:], cs.srv.cfg.MaxMessageSize)
-		// With hooks, each frame must pass on_request in serve first.
-		if n == 0 || err != nil || (frames > 0 && (cs.srv.hooks != nil || routes.route(repe.Message(b[taken:taken+n]).Query()) != l)) {
+		// With on_request hooks, each frame must pass them in serve first.
+		if n == 0 || err != nil || (frames > 0 && (cs.srv.hooks.screening() || routes.route(repe.Message(b[taken:taken+n]).Query()) != l)) {
 			break
 		}
 		if repe.Message(b[taken:]).Notify() {

@@ -27,17 +27,18 @@ import (
 // per plugin with on_request (no allocation), and one per plugin with
 // on_response, plus the per-call timing that the access log also uses.
 //
-// Calls that leave the event loop are handed to workers one frame at a
-// time while hooks are on, rather than in runs, and large frames are
-// buffered whole rather than read straight into a job, so that every frame
-// passes serve's on_request before it is dispatched.
+// While a plugin has on_request, calls that leave the event loop are
+// handed to workers one frame at a time rather than in runs, and large
+// frames are buffered whole rather than read straight into a job, so that
+// every frame passes serve's on_request before it is dispatched.
 
 // hookChain is the server's hook plugins and their counts.
 type hookChain struct {
 	hooks []*pluginhost.Hooks
 	// observes is set when some plugin has on_response: replies are then
-	// timed and reported through logCall.
-	observes bool
+	// timed and reported through logCall. screens is set when some plugin
+	// has on_request.
+	observes, screens bool
 	// nextID numbers connections for repe_conn_info.conn_id.
 	nextID atomic.Uint64
 
@@ -55,9 +56,14 @@ func newHookChain(hooks []*pluginhost.Hooks) *hookChain {
 	hc := &hookChain{hooks: hooks}
 	for _, h := range hooks {
 		hc.observes = hc.observes || h.Observes()
+		hc.screens = hc.screens || h.Screens()
 	}
 	return hc
 }
+
+// screening reports whether frames must pass on_request one by one before
+// they are dispatched; false without hooks.
+func (hc *hookChain) screening() bool { return hc != nil && hc.screens }
 
 // HookStats counts what the hook plugins refused.
 type HookStats struct {

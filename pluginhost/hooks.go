@@ -58,6 +58,10 @@ func (h *Hooks) File() string { return h.file }
 // one, a caller need not time calls for it.
 func (h *Hooks) Observes() bool { return h.t.onResponse != 0 }
 
+// Screens reports whether the plugin has an on_request callback: without
+// one, a caller need not hold requests back for it.
+func (h *Hooks) Screens() bool { return h.t.onRequest != 0 }
+
 // initHooks calls repe_gateway_hooks_init with a zeroed table and the
 // context, and keeps what it filled in. A result other than 0 refuses the
 // plugin.
