@@ -104,6 +104,8 @@ install: build plugins
 # and working; the arm64 pass runs the code that calls C on the other
 # architecture it supports. Lint comes last, so that no test waits for it.
 # The Glaze plugins are built first, once, for every pass that loads them.
+# The Kubernetes manifests' test is a module of its own (deploy/doc.go says
+# why), run without -race: k8s.io/api compiles slowly under it.
 # Everything but the race pass builds as releases do, with CGO_ENABLED=0, so
 # that the passes share one build cache.
 test: glaze-plugins-or-skip
@@ -111,6 +113,7 @@ test: glaze-plugins-or-skip
 	CGO_ENABLED=0 $(GO) vet ./...
 	$(GLAZE_TEST_ENV) CGO_ENABLED=0 $(GO) test -count=1 ./pluginhost/ ./gateway/ ./conformance/ ./cmd/repe-gw/
 	$(GLAZE_TEST_ENV) $(GO) test -race -shuffle=on -count=1 ./...
+	cd deploy && CGO_ENABLED=0 $(GO) vet ./... && CGO_ENABLED=0 $(GO) test -count=1 ./...
 	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 1x ./...
 	@$(MAKE) --no-print-directory test-arm64-short
 	@$(MAKE) --no-print-directory lint
