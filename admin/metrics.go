@@ -91,6 +91,8 @@ type collector struct {
 	duration         *prometheus.Desc
 	info             *prometheus.Desc
 	ready            *prometheus.Desc
+	reloads          *prometheus.Desc
+	lastReload       *prometheus.Desc
 	gateway, plugins []*prometheus.Desc // one per gatewayMetrics and pluginMetrics entry
 }
 
@@ -112,6 +114,10 @@ func newCollector(s *Server) *collector {
 			"1 for each plugin loaded, labelled with who it is.", []string{"name", "version", "root", "sha256"}, nil),
 		ready: prometheus.NewDesc("repe_gw_ready",
 			"1 while /readyz answers 200.", nil, nil),
+		reloads: prometheus.NewDesc("repe_gw_reloads_total",
+			"Reloads of the plugins, by result: ok, or failed (nothing changed).", []string{"result"}, nil),
+		lastReload: prometheus.NewDesc("repe_gw_last_reload_timestamp_seconds",
+			"When the last reload ended, ok or failed, in Unix seconds; 0 before the first.", nil, nil),
 	}
 	for _, m := range gatewayMetrics {
 		c.gateway = append(c.gateway, prometheus.NewDesc(m.name, m.help, nil, nil))
@@ -124,7 +130,7 @@ func newCollector(s *Server) *collector {
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.closed, c.requests, c.notifies, c.calls, c.duration, c.info, c.ready} {
+	for _, d := range []*prometheus.Desc{c.closed, c.requests, c.notifies, c.calls, c.duration, c.info, c.ready, c.reloads, c.lastReload} {
 		ch <- d
 	}
 	for _, d := range c.gateway {
@@ -159,6 +165,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ok, _ := c.s.ready()
 	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, bit(ok))
+	rs := c.s.cfg.Gateway.Reloads()
+	ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(rs.OK), "ok")
+	ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(rs.Failed), "failed")
+	var last float64
+	if !rs.Last.IsZero() {
+		last = float64(rs.Last.UnixNano()) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(c.lastReload, prometheus.GaugeValue, last)
 }
 
 // replies sends the requests and notifies of one plugin, or of none.

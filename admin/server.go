@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,10 @@ type Config struct {
 	Plugins []Plugin
 	// Logger receives the listener's logs. Default: none.
 	Logger *slog.Logger
+	// Reload, when set, is served as POST /reload: it reloads the
+	// gateway's plugins and returns a report, answered as JSON, and
+	// whether the reload went through. Default nil: no such path.
+	Reload func() (report any, ok bool)
 }
 
 // DefaultAddr is the default of Config.Addr: loopback, beside the REPE
@@ -104,6 +109,9 @@ func New(cfg Config) (*Server, error) {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.HandleFunc("GET /plugins", s.servePlugins)
+	if cfg.Reload != nil {
+		mux.HandleFunc("POST /reload", s.serveReload)
+	}
 	mux.HandleFunc("GET /status.json", s.serveStatus)
 	mux.HandleFunc("GET /{$}", serveStatusPage)
 	if cfg.Pprof {
@@ -204,6 +212,20 @@ func (s *Server) ready() (bool, string) {
 		}
 	}
 	return true, "ready"
+}
+
+// serveReload answers POST /reload with the reload's report: 200 when it
+// went through, 422 when it changed nothing because a plugin file or the
+// configuration could not be used.
+func (s *Server) serveReload(w http.ResponseWriter, _ *http.Request) {
+	report, ok := s.cfg.Reload()
+	w.Header().Set("Content-Type", "application/json")
+	if !ok {
+		w.WriteHeader(http.StatusUnprocessableEntity)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(report) // a client that went away is no error of ours
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/repe-gw/repe-gw/admin"
 	"github.com/repe-gw/repe-gw/config"
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/internal/version"
@@ -180,20 +181,33 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 
 	rl := newReloader(log, srv, host, files, loaded, shutdownTimeout, reread)
 	code := exitOK
-	adm, err := startAdmin(log, adminCfg, srv, loaded)
+	// reload tells the admin listener, once it has started, of the
+	// plugins a reload left serving.
+	var adm *admin.Server
+	admStarted := make(chan struct{})
+	reload := func(why string) reloadReport {
+		rep := rl.reload(why)
+		<-admStarted
+		if rep.OK {
+			reloaded(adm, rl)
+		}
+		return rep
+	}
+	if adminCfg != nil {
+		adminCfg.Reload = func() (any, bool) {
+			rep := reload("POST /reload")
+			return rep, rep.OK
+		}
+	}
+	adm, err = startAdmin(log, adminCfg, srv, loaded)
+	close(admStarted)
 	go func() {
 		for range reloads {
-			if rl.reload("SIGHUP").OK {
-				reloaded(adm, rl)
-			}
+			reload("SIGHUP")
 		}
 	}()
 	if cl.watch {
-		err := rl.watch(f.Path, stop, func(why string) {
-			if rl.reload(why).OK {
-				reloaded(adm, rl)
-			}
-		})
+		err := rl.watch(f.Path, stop, func(why string) { reload(why) })
 		if err != nil {
 			log.Error("--watch: plugins and configuration not watched", "error", err)
 		}

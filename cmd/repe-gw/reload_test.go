@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -300,4 +302,50 @@ func TestReloadWatch(t *testing.T) {
 	require.Equal(t, repe.OK, m.EC(), "%s", m.Body())
 	assert.Equal(t, "b", string(m.Body()))
 	assert.Equal(t, 1, strings.Count(g.log(), "msg=\"reloading plugins\""), "one reload for one install")
+}
+
+// TestReloadAdmin: POST /reload on the admin listener reloads and answers
+// the report as JSON, 422 when nothing changed, and the metrics count the
+// reloads by result.
+func TestReloadAdmin(t *testing.T) {
+	bin := buildGateway(t)
+	events := filepath.Join(t.TempDir(), "events")
+	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
+	dir := t.TempDir()
+	so := filepath.Join(dir, "v.so")
+	install(t, a, so)
+	_, admin := startAdminGateway(t, bin, "--plugins", dir)
+	post := func() (int, reloadReport) {
+		t.Helper()
+		resp, err := http.Post("http://"+admin+"/reload", "", nil)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var rep reloadReport
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&rep))
+		return resp.StatusCode, rep
+	}
+
+	install(t, b, so)
+	code, rep := post()
+	require.Equal(t, http.StatusOK, code, "%+v", rep)
+	assert.True(t, rep.OK)
+	require.Len(t, rep.Plugins, 1)
+	assert.Equal(t, pluginChange{File: so, Change: changeReplaced, Plugin: "b", Root: "/v", SHA256: rep.Plugins[0].SHA256}, rep.Plugins[0])
+	assert.Equal(t, 2, rep.Mapped, "a stays mapped beside b")
+
+	require.NoError(t, os.WriteFile(so+".tmp", []byte("not a shared object"), 0o755))
+	require.NoError(t, os.Rename(so+".tmp", so))
+	code, rep = post()
+	require.Equal(t, http.StatusUnprocessableEntity, code, "%+v", rep)
+	assert.False(t, rep.OK)
+	assert.Equal(t, "1 of 1 plugin files failed to load", rep.Error)
+	require.Len(t, rep.Plugins, 1)
+	assert.Equal(t, changeFailed, rep.Plugins[0].Change)
+	assert.Contains(t, rep.Plugins[0].Reason, "cannot open shared object")
+
+	status, metrics := adminGet(t, admin, "/metrics", "")
+	require.Equal(t, http.StatusOK, status)
+	assert.Contains(t, metrics, `repe_gw_reloads_total{result="ok"} 1`)
+	assert.Contains(t, metrics, `repe_gw_reloads_total{result="failed"} 1`)
+	assert.Regexp(t, `(?m)^repe_gw_last_reload_timestamp_seconds [1-9]`, metrics)
 }
