@@ -178,16 +178,23 @@ func TestHAProxy(t *testing.T) {
 	cfg := filepath.Join(dir, "haproxy.cfg")
 	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, haproxyConfig, h.stats, h.addr, servers.String()), 0o600))
 	hp := exec.Command(haproxy, "-db", "-f", cfg)
-	var hpLog bytes.Buffer
-	hp.Stdout, hp.Stderr = &hpLog, &hpLog
+	// A file, which HAProxy writes without a goroutine of ours that could
+	// race with reading it.
+	hpLog, err := os.Create(filepath.Join(dir, "haproxy.log"))
+	require.NoError(t, err)
+	defer hpLog.Close()
+	hp.Stdout, hp.Stderr = hpLog, hpLog
 	require.NoError(t, hp.Start())
 	t.Cleanup(func() { _ = hp.Process.Kill(); _ = hp.Wait() })
 	for i := range gws {
 		name := fmt.Sprintf("g%d", i)
-		require.Eventually(t, func() bool {
+		if !assert.Eventually(t, func() bool {
 			_, err := os.Stat(h.stats)
 			return err == nil && h.status(t, name) == "UP"
-		}, gatewaytest.Timeout, 10*time.Millisecond, "HAProxy never saw %s up:\n%s", name, hpLog.String())
+		}, gatewaytest.Timeout, 10*time.Millisecond) {
+			log, _ := os.ReadFile(hpLog.Name())
+			t.Fatalf("HAProxy never saw %s up:\n%s", name, log)
+		}
 	}
 
 	// A graceful stop: SIGTERM to g1.
