@@ -292,6 +292,8 @@ func TestReloadWatch(t *testing.T) {
 	so := filepath.Join(dir, "v.so")
 	install(t, a, so)
 	g := startGateway(t, bin, "--plugins", dir, "--watch")
+	// The watch starts after the listener: a change before it is missed.
+	g.waitLog(t, "msg=\"--watch: watching the plugins and the configuration\" folders=1")
 	c := g.dial(t)
 
 	install(t, b, so)

@@ -41,6 +41,7 @@ func (r *reloader) watch(configFile string, stop <-chan struct{}, reload func(wh
 		}
 	}
 	follow()
+	r.log.Info("--watch: watching the plugins and the configuration", "folders", len(watched))
 	go func() {
 		defer w.Close()
 		quiet := time.NewTimer(watchQuiet)
