@@ -351,3 +351,28 @@ func TestReloadAdmin(t *testing.T) {
 	assert.Contains(t, metrics, `repe_gw_reloads_total{result="failed"} 1`)
 	assert.Regexp(t, `(?m)^repe_gw_last_reload_timestamp_seconds [1-9]`, metrics)
 }
+
+// TestReloadRefusesPin: a reload that would bring in a file whose digest
+// differs from its entry's sha256 pin changes nothing, and says why.
+func TestReloadRefusesPin(t *testing.T) {
+	bin := buildGateway(t)
+	events := filepath.Join(t.TempDir(), "events")
+	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
+	dir := t.TempDir()
+	so := filepath.Join(dir, "v.so")
+	install(t, a, so)
+	cfg := filepath.Join(dir, "gw.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("plugins:\n  - path: v.so\n    sha256: "+fileSum(t, a)+"\n"), 0o600))
+	g := startGateway(t, bin, "--config", cfg)
+	c := g.dial(t)
+	c.Send(gatewaytest.Request(1, "/v/name", ""))
+	require.Equal(t, "a", string(c.Next().Body()))
+
+	install(t, b, so)
+	g.reload(t, 1)
+	log := g.log()
+	assert.Contains(t, log, "its SHA-256 is "+fileSum(t, b)+", but its entry pins "+fileSum(t, a))
+	assert.Contains(t, log, "msg=\"reload failed; nothing changed\"")
+	c.Send(gatewaytest.Request(2, "/v/name", ""))
+	assert.Equal(t, "a", string(c.Next().Body()), "the pinned version still serves")
+}
