@@ -66,8 +66,10 @@ type conn struct {
 	// why says why the connection is being closed (tally.go).
 	why atomic.Uint32
 
-	// hookID is the connection's conn_id for the hook plugins (hooks.go).
-	hookID uint64
+	// hookID is the connection's conn_id for the hook plugins (hooks.go);
+	// tlsIdentity is the subject of the client's TLS certificate, or "".
+	hookID      uint64
+	tlsIdentity string
 
 	// made counts the replies the core wrote itself rather than a plugin
 	// (framing, routing, refusals, deadlines, invalid plugin replies), so

@@ -96,14 +96,12 @@ func (s *Server) HookStats() HookStats {
 func (s *Server) hookConnect(cs *conn) bool {
 	hc := s.hooks
 	cs.hookID = hc.nextID.Add(1)
-	// tls_identity stays empty: the TLS handshake completes after admit,
-	// so a client certificate's subject is not known here yet.
 	for i, h := range hc.hooks {
-		if h.Connect(cs.hookID, cs.remote, "") {
+		if h.Connect(cs.hookID, cs.remote, cs.tlsIdentity) {
 			continue
 		}
 		for _, before := range hc.hooks[:i] {
-			before.Close(cs.hookID, cs.remote, "")
+			before.Close(cs.hookID, cs.remote, cs.tlsIdentity)
 		}
 		hc.rejectedConns.Add(1)
 		s.mu.Lock()
@@ -123,7 +121,7 @@ func (s *Server) hookConnect(cs *conn) bool {
 // hookClose runs on_close for cs, which on_connect let in.
 func (s *Server) hookClose(cs *conn) {
 	for _, h := range s.hooks.hooks {
-		h.Close(cs.hookID, cs.remote, "")
+		h.Close(cs.hookID, cs.remote, cs.tlsIdentity)
 	}
 }
 

@@ -71,7 +71,8 @@ type Server struct {
 	stats       counters
 	timeCalls   bool // the access log or the slow-call log is on
 	slowCallLog lograte.Limiter
-	streamTally *tally // the stream connections' byte counts; gnet loops keep their own
+	streamTally *tally       // the stream connections' byte counts; gnet loops keep their own
+	handshakes  atomic.Int64 // TLS handshakes in ServeConn, before admission
 	// gwTally counts the replies no plugin made, and the gateway's own
 	// root's, one slot per event loop as a lane's (tally.go).
 	gwTally     []laneTally

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -80,12 +82,57 @@ func isTemporary(err error) bool {
 // at once when the server refuses the connection (draining, or over a
 // connection limit).
 func (s *Server) ServeConn(nc net.Conn) {
+	identity, ok := s.handshake(nc)
+	if !ok {
+		_ = nc.Close()
+		return
+	}
 	cs := s.newConn(nc.RemoteAddr())
+	cs.tlsIdentity = identity
 	if !s.admit(cs, func() *loop { return newLoop(s.streamTally) }) {
 		_ = nc.Close()
 		return
 	}
 	s.serveStream(cs, nc, nil, false)
+}
+
+// handshakeTimeout bounds the TLS handshake of a connection ServeConn is
+// given, so that a client that connects and says nothing holds its
+// goroutine no longer.
+const handshakeTimeout = 10 * time.Second
+
+// handshake completes the TLS handshake of nc, if it is a TLS connection,
+// before the connection is admitted, so that hooks see who the client is
+// from on_connect on; it returns the subject of the client's certificate,
+// if it gave one. At most MaxConns handshakes run at once: connections not
+// yet admitted must not escape the connection limit. It reports false when
+// nc is to be closed.
+func (s *Server) handshake(nc net.Conn) (string, bool) {
+	tc, ok := nc.(interface {
+		HandshakeContext(context.Context) error
+		ConnectionState() tls.ConnectionState
+	})
+	if !ok {
+		return "", true
+	}
+	defer s.handshakes.Add(-1)
+	if s.handshakes.Add(1) > int64(s.cfg.MaxConns) {
+		s.connsLog.Do(func(suppressed int64) {
+			s.log.Warn("too many TLS handshakes at once; closing new connections", "limit", s.cfg.MaxConns,
+				"remote", addrString(nc.RemoteAddr()), "suppressed", suppressed)
+		})
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		s.log.Debug("TLS handshake failed", "remote", addrString(nc.RemoteAddr()), "error", err)
+		return "", false
+	}
+	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+		return certs[0].Subject.String(), true
+	}
+	return "", true
 }
 
 // streamWire is a net.Conn as the core sees it.

@@ -20,13 +20,9 @@ import (
 // dispatch core through gateway.Server.Serve, with the same routing,
 // policies, limits and counts as the TCP listener.
 //
-// The client's certificate, once the handshake is done, is
-// tls.Conn.ConnectionState().PeerCertificates[0], and its subject is what
-// hooks should see as tls_identity. They see "" for now: the handshake is
-// made on the connection's first read, after the core admitted it and ran
-// on_connect (gateway/hooks.go). Passing it means handshaking before
-// Server.ServeConn, with the handshakes in flight bounded, and the core
-// reading the subject from the connection it is given.
+// Server.ServeConn makes the handshake before it admits the connection, at
+// most MaxConns at once, so that hooks see the subject of the client's
+// certificate as tls_identity from on_connect on.
 
 // certCheckEvery is how often a handshake may look at the certificate
 // files for a change: a stat of two files per second costs nothing, and a
