@@ -23,6 +23,7 @@ type File struct {
 	Log      Log      `key:"log"`
 	Admin    Admin    `key:"admin"`
 	Security Security `key:"security"`
+	State    State    `key:"state"`
 	Defaults Policy   `key:"defaults"`
 	Plugins  []Plugin `key:"plugins"`
 }
@@ -144,6 +145,16 @@ type Security struct {
 	// of refusing it. Setuid files and links out of the plugin directories
 	// are refused whatever it says. Default false.
 	InsecurePluginPermissions *bool `key:"insecure_plugin_permissions"`
+}
+
+// State is where the gateway keeps what outlives it.
+type State struct {
+	// DataDir holds a directory of its own, <data_dir>/<plugin name> made
+	// with mode 0700, for each plugin that takes a context
+	// (repe_plugin_init_ex, hook plugins). Default pluginhost's
+	// DefaultDataDir: $STATE_DIRECTORY (systemd), else
+	// $XDG_STATE_HOME/repe-gw, else ~/.local/state/repe-gw.
+	DataDir *string `key:"data_dir"`
 }
 
 // Mode is where a plugin's code runs.
@@ -390,6 +401,11 @@ func (f *File) ShutdownDelay() time.Duration {
 // or its default, false.
 func (f *File) InsecurePluginPermissions() bool {
 	return pick(f.Security.InsecurePluginPermissions, nil, false)
+}
+
+// DataDir returns state.data_dir, or "" for pluginhost's default.
+func (f *File) DataDir() string {
+	return pick(f.State.DataDir, nil, "")
 }
 
 // LogLevel returns log.level, or its default.

@@ -548,6 +548,7 @@ func (d *decoder) fileFields(f *File) []field {
 		{"log", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("log", s)) }},
 		{"admin", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("admin", s)) }},
 		{"security", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("security", s)) }},
+		{"state", func(n ast.Node, path string) { d.mapping(n, path, d.settingFields("state", s)) }},
 		{"defaults", func(n ast.Node, path string) { d.mapping(n, path, d.policyFields(&f.Defaults)) }},
 		{"plugins", func(n ast.Node, path string) { d.plugins(n, path, f) }},
 	}

@@ -305,7 +305,7 @@ func TestLoadErrors(t *testing.T) {
 			"2:1: found character '\t' that cannot start any token",
 		}},
 		{"not a mapping", "- plugins\n", []string{
-			"1:1: the file: want a mapping of listen, limits, log, admin, security, defaults, plugins, got a list",
+			"1:1: the file: want a mapping of listen, limits, log, admin, security, state, defaults, plugins, got a list",
 		}},
 		{"two documents", "log: {level: info}\n---\nlog: {level: warn}\n", []string{
 			"3:1: a second YAML document: a configuration is one document",
@@ -317,7 +317,7 @@ func TestLoadErrors(t *testing.T) {
 			`2:3: listen: unknown key "port": want one of addr, tls_addr, tls_cert, tls_key, tls_client_ca, http_addr, reuse_port`,
 		}},
 		{"unknown top-level key", "tls: {}\n", []string{
-			`1:1: the file: unknown key "tls": want one of listen, limits, log, admin, security, defaults, plugins`,
+			`1:1: the file: unknown key "tls": want one of listen, limits, log, admin, security, state, defaults, plugins`,
 		}},
 		{"admin values", "admin:\n  addr: 9099\n  token_file: \"\"\n  pprof: yes please\n  insecure: 1\nlimits:\n  shutdown_delay: -1s\n", []string{
 			"2:9: admin.addr: want a string, got the number 9099",
@@ -336,7 +336,7 @@ func TestLoadErrors(t *testing.T) {
 			"2:3: limits: the key 1 is not a string: quote it",
 		}},
 		{"merge key", "a: &a {max_conns: 1}\n", []string{
-			`1:1: the file: unknown key "a": want one of listen, limits, log, admin, security, defaults, plugins`,
+			`1:1: the file: unknown key "a": want one of listen, limits, log, admin, security, state, defaults, plugins`,
 		}},
 		{"merge key in a section", "limits:\n  <<: {max_conns: 1}\n", []string{
 			"2:3: limits: merge keys (<<) are not read: write the keys out",

@@ -28,6 +28,7 @@ type Overrides struct {
 	Log      Log
 	Admin    Admin
 	Security Security
+	State    State
 	// Defaults override the file's defaults key by key. --deadline sets
 	// Deadline, where 0 means none.
 	Defaults Policy
@@ -46,14 +47,15 @@ type sections struct {
 	log      *Log
 	admin    *Admin
 	security *Security
+	state    *State
 }
 
 func (f *File) sections() sections {
-	return sections{&f.Listen, &f.Limits, &f.Log, &f.Admin, &f.Security}
+	return sections{&f.Listen, &f.Limits, &f.Log, &f.Admin, &f.Security, &f.State}
 }
 
 func (o *Overrides) sections() sections {
-	return sections{&o.Listen, &o.Limits, &o.Log, &o.Admin, &o.Security}
+	return sections{&o.Listen, &o.Limits, &o.Log, &o.Admin, &o.Security, &o.State}
 }
 
 // setting is a key of listen, limits or log: one a flag or the environment
@@ -191,6 +193,8 @@ var settings = []setting{
 
 	boolSetting("security.insecure_plugin_permissions", "insecure-plugin-permissions",
 		func(s sections) **bool { return &s.security.InsecurePluginPermissions }),
+
+	pathSetting("state.data_dir", "data-dir", func(s sections) **string { return &s.state.DataDir }),
 }
 
 // Set reads the setting a flag names, without its dashes, from value, as

@@ -103,6 +103,7 @@ func parseFlags(args []string, stdout io.Writer) (*commandLine, error) {
 	setBool("admin-ready-without-plugins", "answer /readyz 200 while no plugin is loaded")
 	setBool("insecure-plugin-permissions",
 		"load plugins that someone other than root or this user could have written, warning each time")
+	set("data-dir", "", "give each plugin that takes a context the directory `DIR`/<its name>; default $STATE_DIRECTORY, else $XDG_STATE_HOME/repe-gw, else ~/.local/state/repe-gw")
 	setBool("access-log", "log one line per request: remote, id, query, plugin, ec, bytes and duration")
 	set("access-log-sample", "1", "keep this `FRACTION` of successful requests in the access log; errors are always kept")
 	set("slow-call", "0", "log plugin calls slower than `D`, rate-limited; 0: off")

@@ -69,3 +69,36 @@ func TestHookPluginsFromConfig(t *testing.T) {
 	}
 	assert.Contains(t, lines[2], `"ec":3,`, "the rate limiter runs first, the audit sees its rejection")
 }
+
+// TestDataDirFlag: --data-dir puts each plugin's data directory under it,
+// over the environment's defaults.
+func TestDataDirFlag(t *testing.T) {
+	bin := buildGateway(t)
+	dir := t.TempDir()
+	for _, src := range []string{"plugins/calculator/calculator.c", "plugins/hooks/audit/audit.c"} {
+		_, err := plugintest.BuildTo(dir, plugintest.RepoPath(src))
+		require.NoError(t, err)
+	}
+	conf := filepath.Join(dir, "repe-gw.yaml")
+	require.NoError(t, os.WriteFile(conf, []byte("plugins:\n  - path: audit.so\n    config: {file: requests.jsonl}\n  - path: calculator.so\n"), 0o644))
+	data, elsewhere := t.TempDir(), t.TempDir()
+	addr := freeAddr(t)
+	g := spawn(t, bin, []string{"STATE_DIRECTORY=" + elsewhere, "XDG_STATE_HOME=" + elsewhere}, addr,
+		"--config", conf, "--addr", addr, "--data-dir", data)
+	g.waitLog(t, "msg=listening")
+	c := g.dial(t)
+	c.Send(gatewaytest.Request(1, "/calculator/get_value", ""))
+	assert.Equal(t, repe.OK, c.Next().EC())
+	g.signal(t, syscall.SIGTERM, `msg="shutting down"`)
+	assert.Equal(t, exitOK, g.waitExit(t), g.log())
+
+	audit, err := os.ReadFile(filepath.Join(data, "audit", "requests.jsonl"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(audit), "\n"), string(audit))
+	info, err := os.Stat(filepath.Join(data, "audit"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), info.Mode().Perm())
+	entries, err := os.ReadDir(elsewhere)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing under the environment's default")
+}

@@ -135,7 +135,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		printError(stderr, "repe-gw: ", errors.Join(errs...))
 		return exitFailure
 	}
-	host := pluginhost.Config{Logger: log}.NewHost()
+	host := pluginhost.Config{Logger: log, DataDir: f.DataDir()}.NewHost()
 	loaded, stopped, err := load(log, host, files, newTrust(f, entries), stop)
 	isolated := isolatedOf(loaded)
 	if err != nil {

@@ -173,7 +173,7 @@ func (r *reloader) prepare() (rep reloadReport, next, fresh []served, err error)
 		return rep, nil, nil, errors.Join(errs...)
 	}
 	trust := newTrust(f, entries)
-	host := pluginhost.Config{Logger: r.log}.NewHost()
+	host := pluginhost.Config{Logger: r.log, DataDir: f.DataDir()}.NewHost()
 	var failed int
 	for _, pf := range files {
 		// The server calls the hooks it was started with: a hook plugin
