@@ -17,8 +17,10 @@ var errHelp = flag.ErrHelp
 
 const usageHead = `Usage: repe-gw [--config FILE] [--plugins DIR] [--plugin FILE]... [flags]
        repe-gw validate --config FILE
+       repe-gw check [--calls FILE] [--json] [--threads N] PLUGIN.so
 
-Serves REPE plugins over TCP.
+Serves REPE plugins over TCP (and TLS, HTTP and WebSocket when asked);
+validate checks a configuration file; check examines a plugin file.
 
 Flags:
 `
