@@ -268,15 +268,9 @@ loop:
 				// close.
 				e := repe.AsError(err)
 				s.log.Debug("closing connection after a bad frame", "remote", cs.remote, "error", err)
-				before := len(out)
-				out = repe.AppendError(out, repe.PeekID(b), e.Code, e.Message)
-				cs.made.Add(1)
-				s.gwTally[cs.loop.tally.slot].reply(uint32(e.Code))
+				out = cs.answerOwn(out, b[:min(len(b), repe.HeaderSize)], repe.PeekID(b), e.Code, e.Message, false)
 				cs.loop.tally.bytesIn.Add(uint64(len(b))) // received, never served
 				cs.setWhy(closedBadFrame)
-				if s.timeCalls {
-					s.logCall(cs, nil, b[:min(len(b), repe.HeaderSize)], out[before:], 0)
-				}
 				action = closeConn
 			}
 			break
@@ -287,13 +281,7 @@ loop:
 			// Like Glaze, answer even a notify: its notify byte cannot be
 			// trusted.
 			e := repe.AsError(err)
-			before := len(out)
-			out = repe.AppendError(out, frame.ID(), e.Code, e.Message)
-			cs.made.Add(1)
-			s.gwTally[cs.loop.tally.slot].reply(uint32(e.Code))
-			if s.timeCalls {
-				s.logCall(cs, nil, frame, out[before:], 0)
-			}
+			out = cs.answerOwn(out, frame, frame.ID(), e.Code, e.Message, false)
 			done += n
 			continue
 		}
@@ -311,17 +299,7 @@ loop:
 		}
 		switch {
 		case l == nil:
-			before := len(out)
-			if frame.Notify() {
-				s.gwTally[cs.loop.tally.slot].notifies.Add(1)
-			} else {
-				out = repe.AppendError(out, frame.ID(), repe.MethodNotFound, textNoPlugin)
-				cs.made.Add(1)
-				s.gwTally[cs.loop.tally.slot].reply(uint32(repe.MethodNotFound))
-			}
-			if s.timeCalls {
-				s.logCall(cs, nil, frame, out[before:], 0)
-			}
+			out = cs.answerOwn(out, frame, frame.ID(), repe.MethodNotFound, textNoPlugin, frame.Notify())
 			done += n
 		case l.inline.Load() && run.enter(l, s.now):
 			before := len(out)
@@ -380,6 +358,31 @@ loop:
 	return out, action, more
 }
 
+// answerOwn appends the gateway's own error reply to the request frame,
+// whose id is id, unless it is a notify, and counts and logs it as a
+// reply no plugin made (cs.made tells Server.Do's callers so). frame is
+// only logged: the header alone of a frame that cannot be framed, or nil
+// when only the id is known.
+func (cs *conn) answerOwn(out, frame []byte, id uint64, ec repe.ErrorCode, msg string, notify bool) []byte {
+	s := cs.srv
+	t := &s.gwTally[cs.loop.tally.slot]
+	before := len(out)
+	if notify {
+		t.notifies.Add(1)
+	} else {
+		out = repe.AppendError(out, id, ec, msg)
+		cs.made.Add(1)
+		t.reply(uint32(ec))
+	}
+	if s.timeCalls {
+		if frame == nil {
+			frame = repe.AppendHeader(nil, repe.Header{ID: id}, 0, 0)
+		}
+		s.logCall(cs, nil, frame, out[before:], 0)
+	}
+	return out
+}
+
 // collect appends the replies of the finished job j to out, and either
 // frees j or parks it when the worker stopped at the output bound.
 func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
@@ -412,13 +415,7 @@ func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 	if cs.overflowed {
 		// Everything after the call just answered was dropped: say so to
 		// the first request dropped, then close.
-		before := len(out)
-		out = repe.AppendError(out, cs.overflowID, repe.ConnectionFailure, s.textOverflow)
-		cs.made.Add(1)
-		s.gwTally[t.slot].reply(uint32(repe.ConnectionFailure))
-		if s.timeCalls {
-			s.logCall(cs, nil, repe.AppendHeader(nil, repe.Header{ID: cs.overflowID}, 0, 0), out[before:], 0)
-		}
+		out = cs.answerOwn(out, nil, cs.overflowID, repe.ConnectionFailure, s.textOverflow, false)
 		cs.setWhy(closedFlood)
 		return out, closeConn
 	}

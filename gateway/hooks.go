@@ -139,21 +139,11 @@ func (cs *conn) hookRefused(out []byte, frame repe.Message, l *lane) ([]byte, bo
 		if !rejected {
 			continue
 		}
-		before := len(out)
-		t := &s.gwTally[cs.loop.tally.slot]
 		if frame.Notify() {
 			s.hooks.rejectedNotifies.Add(1)
-			t.notifies.Add(1)
-		} else {
-			out = repe.AppendError(out, frame.ID(), repe.InvalidQuery, reason)
-			cs.made.Add(1)
-			t.reply(uint32(repe.InvalidQuery))
 		}
 		s.hooks.rejectedRequests.Add(1)
-		if s.timeCalls {
-			s.logCall(cs, nil, frame, out[before:], 0)
-		}
-		return out, true
+		return cs.answerOwn(out, frame, frame.ID(), repe.InvalidQuery, reason, frame.Notify()), true
 	}
 	return out, false
 }
