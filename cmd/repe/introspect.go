@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"text/tabwriter"
 
-	"github.com/repe-gw/repe-gw/client"
 	"github.com/repe-gw/repe-gw/gwapi"
 )
 
@@ -22,14 +21,9 @@ import (
 func runIntrospect(name string, opts options, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), opts.timeout)
 	defer cancel()
-	cfg, err := opts.clientConfig()
-	if err != nil {
-		fmt.Fprintf(stderr, "repe: %v\n", err)
-		return exitFailure
-	}
-	c, err := client.Dial(ctx, opts.addr, cfg)
-	if err != nil {
-		return reportError(stderr, err, client.Reply{}, "connect to", opts)
+	c, code := dial(ctx, opts, stderr)
+	if c == nil {
+		return code
 	}
 	defer c.Close()
 	reply, err := c.Call(ctx, gwapi.Root+"/"+name, nil)

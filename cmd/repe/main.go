@@ -97,15 +97,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), opts.timeout)
 	defer cancel()
-	// One call needs one connection, not the default pool.
-	cfg, err := opts.clientConfig()
-	if err != nil {
-		fmt.Fprintf(stderr, "repe: %v\n", err)
-		return exitFailure
-	}
-	c, err := client.Dial(ctx, opts.addr, cfg)
-	if err != nil {
-		return reportError(stderr, err, client.Reply{}, "connect to", opts)
+	c, code := dial(ctx, opts, stderr)
+	if c == nil {
+		return code
 	}
 	defer c.Close()
 
@@ -129,6 +123,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// dial connects to opts.addr as opts say, on one connection: one command
+// needs no pool. On failure it reports why and returns the exit code.
+func dial(ctx context.Context, opts options, stderr io.Writer) (*client.Client, int) {
+	cfg, err := opts.clientConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "repe: %v\n", err)
+		return nil, exitFailure
+	}
+	c, err := client.Dial(ctx, opts.addr, cfg)
+	if err != nil {
+		return nil, reportError(stderr, err, client.Reply{}, "connect to", opts)
+	}
+	return c, exitOK
 }
 
 // command is what the positional arguments ask for.
