@@ -69,7 +69,7 @@ func (in introspection) plugins() []gwapi.Plugin {
 	for _, l := range lanes {
 		v := gwapi.Plugin{Name: l.name, Version: l.version, Root: l.root, Mode: "inprocess", State: l.state(),
 			SHA256: l.sha256}
-		if l.isolated != nil {
+		if _, ok := l.plugged().(IsolatedPlugin); ok {
 			v.Mode = "isolated"
 		}
 		out = append(out, v)
@@ -80,7 +80,7 @@ func (in introspection) plugins() []gwapi.Plugin {
 // state says how the plugin is: "serving", "circuit_open", or the state
 // of an isolated plugin's worker.
 func (l *lane) state() string {
-	if st, ok := l.isolated.(interface{ Status() string }); ok {
+	if st, ok := l.plugged().(interface{ Status() string }); ok {
 		return st.Status()
 	}
 	if l.breaker.state.Load() != circuitClosed {

@@ -212,9 +212,8 @@ func (l *lane) leave() {
 // work runs j and then whatever is queued, holding one slot throughout, and
 // exits when the queue is empty so that an idle plugin holds no goroutines.
 func (l *lane) work(j *job) {
-	var w *watch
-	if l.deadline > 0 && l.plugin != nil {
-		w = newWatch(l)
+	w := l.caller.watch()
+	if w != nil {
 		defer w.timer.Stop()
 	}
 	for {
@@ -247,67 +246,7 @@ func (l *lane) runJob(j *job, w *watch) (owned bool) {
 			j.failed = true
 		}
 	}()
-	if l.isolated != nil {
-		l.callIsolated(j)
-		return true
-	}
-	maxOut := l.srv.cfg.MaxPendingOutput
-	for j.off < len(j.req.B) && len(j.reply.B) < maxOut {
-		reqs := j.req.B[j.off:]
-		// The frames were framed on the event loop before they were copied,
-		// but a length that does not frame them must stop the job, never
-		// loop on it.
-		n := repe.Message(reqs).Length()
-		if len(reqs) < repe.HeaderSize || n < repe.HeaderSize || n > uint64(len(reqs)) {
-			l.log.Error("a job's frames do not frame; closing the connection", "offset", j.off, "length", n)
-			j.failed = true
-			return true
-		}
-		frame := repe.Message(reqs[:n])
-		if h := l.srv.cfg.testHook; h != nil {
-			h(frame.Query(), true)
-		}
-		start, before := time.Now(), len(j.reply.B)
-		if w == nil {
-			j.reply.B = l.call(j.reply.B, frame, j.cs)
-		} else if owned = w.call(j, frame); !owned {
-			return false
-		}
-		ns := int64(time.Since(start))
-		if l.srv.timeCalls {
-			l.srv.logCall(j.cs, l, frame, j.reply.B[before:], ns)
-		}
-		l.observeWorker(ns)
-		l.workerCalls.calls(1, ns, false)
-		j.off += int(n)
-	}
-	return true
-}
-
-// callIsolated sends the rest of j to the plugin's worker process in one
-// batch. The plugin's deadline is per request: a batch of n requests gets n
-// deadlines' worth, and the worker process is killed if it passes them.
-func (l *lane) callIsolated(j *job) {
-	reqs := j.req.B[j.off:]
-	var deadline time.Time
-	if l.deadline > 0 {
-		deadline = time.Now().Add(time.Duration(l.deadline) * time.Duration(countFrames(reqs)))
-	}
-	start, before := time.Now(), len(j.reply.B)
-	out, err := l.isolated.Call(j.reply.B, reqs, deadline)
-	if err != nil {
-		l.log.Error("isolated plugin refused a batch; closing the connection", "error", err)
-		j.failed = true
-		return
-	}
-	j.reply.B = out
-	j.off = len(j.req.B)
-	n, ns := countFrames(reqs), int64(time.Since(start))
-	l.avg.Store(ns / int64(max(1, n)))
-	l.workerCalls.calls(n, ns, false)
-	if l.srv.timeCalls {
-		l.srv.logReplies(j.cs, l, reqs, out[before:], ns)
-	}
+	return l.caller.serve(j, w)
 }
 
 // watch is a worker's deadline timer. Its call runs the plugin into a

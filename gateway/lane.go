@@ -51,10 +51,11 @@ const (
 // after another, in order, wherever they run, as Glaze's own server does.
 type lane struct {
 	srv *Server
-	// Exactly one of plugin (in this process) and isolated (in a worker
-	// process) is set.
+	// caller calls the plugin on workers; plugin is set too when it runs
+	// in this process, for the calls made inline, which only such a
+	// plugin may take.
+	caller    caller
 	plugin    inProcess
-	isolated  IsolatedPlugin
 	name      string
 	version   string
 	root      string // the plugin's root, kept here for the router
@@ -161,15 +162,13 @@ func newLane(srv *Server, p plugin, pol Policy) *lane {
 		textStuck: fmt.Sprintf("send_error: every one of plugin %s's %d slots is stuck in a call past its deadline; this request was not sent and is safe to retry",
 			p.Name(), pol.Concurrency),
 	}
-	switch p := p.(type) {
-	case inProcess:
-		l.plugin = p
+	// An isolated plugin's batches of different connections go to it at
+	// once, up to its concurrency; it decides how its worker processes
+	// take them.
+	l.caller = newCaller(l, p)
+	if p, ok := l.caller.(inProcessCaller); ok {
+		l.plugin = p.p
 		l.canInline = cfg.InlineBudget > 0 && pol.Deadline == 0
-	case IsolatedPlugin:
-		// Batches of different connections go to the plugin at once, up
-		// to its concurrency; the plugin decides how its worker
-		// processes take them.
-		l.isolated = p
 	}
 	l.probation.Store(initialProbation)
 	return l

@@ -113,12 +113,7 @@ func (s *Server) build(rt Routes, old *router) (*router, []*lane, error) {
 }
 
 // plugged returns the plugin the lane serves, whichever way it runs.
-func (l *lane) plugged() plugin {
-	if l.isolated != nil {
-		return l.isolated
-	}
-	return l.plugin
-}
+func (l *lane) plugged() plugin { return l.caller.plugged() }
 
 // Retired is the lanes a Swap stopped routing to.
 type Retired struct{ lanes []*lane }
