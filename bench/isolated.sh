@@ -1,22 +1,22 @@
 #!/bin/sh
 # Isolated plugins against in-process ones (BENCHMARKS.md, "Isolated
 # plugins"): the calculator's get_value served by the gateway with the
-# plugin in-process, isolated with the default concurrency (GOMAXPROCS,
-# so 1 when pinned to one CPU), and isolated with `concurrency:
-# $CONCURRENCY`, one after the other in each of $ROUNDS rounds (which
-# first rotates by round), pipelined (-c 4 -P 32) and not (-c 64 -P 1).
+# plugin in-process and isolated with the default concurrency, and, if
+# $CONCURRENCY is set, isolated with `concurrency: $CONCURRENCY`, one after
+# the other in each of $ROUNDS rounds (which first rotates by round),
+# pipelined (-c 4 -P 32) and not (-c 64 -P 1).
 # Each server is pinned to CPU $SERVER_CPU, repe-bench to CPU
 # $CLIENT_CPU. Prints one line per run: server CPU per request (gateway
 # and worker together: --server-pid counts children), p50, context
 # switches per request of the server's processes, and the disturbance.
 #
-# It takes about two minutes.
+# It takes about a minute with the defaults.
 set -eu
 GO=${GO:-go}
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-3s}
 WARMUP=${WARMUP:-1s}
-CONCURRENCY=${CONCURRENCY:-64}
+CONCURRENCY=${CONCURRENCY:-}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-5190}
@@ -28,7 +28,11 @@ trap 'rm -rf "$tmp"' EXIT
 so=$(pwd)/plugins/calculator/calculator.so
 printf 'plugins:\n  - path: %s\n' "$so" >"$tmp/inprocess.yaml"
 printf 'plugins:\n  - path: %s\n    mode: isolated\n' "$so" >"$tmp/isolated.yaml"
-printf 'plugins:\n  - path: %s\n    mode: isolated\n    concurrency: %s\n' "$so" "$CONCURRENCY" >"$tmp/isolated-c$CONCURRENCY.yaml"
+servers="inprocess isolated"
+if [ -n "$CONCURRENCY" ]; then
+	printf 'plugins:\n  - path: %s\n    mode: isolated\n    concurrency: %s\n' "$so" "$CONCURRENCY" >"$tmp/isolated-c$CONCURRENCY.yaml"
+	servers="$servers isolated-c$CONCURRENCY"
+fi
 
 # switches prints the context switches of process $1 and its children so
 # far, over all their threads.
@@ -59,7 +63,6 @@ run() { # server case c P
 	PORT=$((PORT + 1))
 }
 
-servers="inprocess isolated isolated-c$CONCURRENCY"
 for round in $(seq "$ROUNDS"); do
 	echo "round $round"
 	for c in "pipelined 4 32" "unpipelined 64 1"; do
