@@ -4,7 +4,9 @@
 # $ROUNDS rounds; then repe-bench against both gateways, pinned as
 # bench/isolated.sh pins them, pipelined (-c 4 -P 32) and not (-c 64 -P
 # 1), with the calculator inline (the default) and with a deadline, which
-# keeps its calls on the gateway's workers. Prints one line per run.
+# keeps its calls on the gateway's workers. Which side runs first
+# alternates by round. GOBENCH=0 skips the go test benchmarks. Prints
+# one line per run.
 #
 # It takes about three minutes with the defaults.
 set -eu
@@ -28,20 +30,23 @@ so=$(pwd)/plugins/calculator/calculator.so
 printf 'plugins:\n  - path: %s\n' "$so" >"$tmp/inline.yaml"
 printf 'plugins:\n  - path: %s\n    deadline: 1s\n' "$so" >"$tmp/worker.yaml"
 
+sides="a b"
 for round in $(seq "$ROUNDS"); do
-	for side in a b; do
+	[ "${GOBENCH:-1}" = 1 ] || break
+	for side in $sides; do
 		label=$REV
 		[ $side = b ] && label=tree
 		(cd gateway && "$tmp/$side/gateway.test" -test.run '^$' -test.bench BenchmarkRequestPath -test.benchtime 2s) |
 			awk -v l="$label" '/^BenchmarkRequestPath/ { printf "go-bench %-6s %s\n", l, $0 }'
 	done
+	sides=$(echo $sides | awk '{ print $2, $1 }')
 done
 
 for round in $(seq "$ROUNDS"); do
 	for c in "pipelined 4 32" "unpipelined 64 1"; do
 		set -- $c
 		for cfg in inline worker; do
-			for side in a b; do
+			for side in $sides; do
 				label=$REV
 				[ $side = b ] && label=tree
 				taskset -c "$SERVER_CPU" "$tmp/$side/repe-gw" --config "$tmp/$cfg.yaml" --addr 127.0.0.1:$PORT --log-level error &
@@ -60,4 +65,5 @@ for round in $(seq "$ROUNDS"); do
 			done
 		done
 	done
+	sides=$(echo $sides | awk '{ print $2, $1 }')
 done
