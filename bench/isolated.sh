@@ -20,6 +20,9 @@ CONCURRENCY=${CONCURRENCY:-}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-5190}
+# name:connections:depth, as repe-bench's -c and -P; unloaded:1:1 adds
+# the round trip of one request at a time.
+CASES=${CASES:-pipelined:4:32 unpipelined:64:1}
 
 make plugins >/dev/null
 $GO build -o bin/ ./cmd/repe-bench ./cmd/repe-gw
@@ -65,8 +68,8 @@ run() { # server case c P
 
 for round in $(seq "$ROUNDS"); do
 	echo "round $round"
-	for c in "pipelined 4 32" "unpipelined 64 1"; do
-		set -- $c
+	for c in $CASES; do
+		set -- $(echo "$c" | tr : ' ')
 		for s in $servers; do
 			run "$s" "$1" "$2" "$3"
 		done
