@@ -27,6 +27,7 @@ type job struct {
 	reqs   int // requests counted against the plugin's queue limit
 	state  atomic.Int32
 	failed bool // a panic or a bad frame interrupted the job; written before state
+	direct directSent
 }
 
 // Job states. A running job becomes done when its worker finishes; when its
@@ -55,6 +56,7 @@ func newJob(cs *conn, l *lane) *job {
 	j.off, j.reqs = 0, 0
 	j.state.Store(jobRunning)
 	j.failed = false
+	j.direct = directSent{ecs: j.direct.ecs[:0]}
 	return j
 }
 
@@ -269,11 +271,11 @@ func (l *lane) runJob(j *job, w *watch) (owned bool) {
 		}
 		start, before := time.Now(), len(j.reply.B)
 		if w == nil {
-			j.reply.B = l.call(j.reply.B, frame, j.cs)
+			j.reply.B = l.callJob(j, frame)
 		} else if owned = w.call(j, frame); !owned {
 			return false
 		}
-		ns := int64(time.Since(start))
+		ns := j.elapsed(start)
 		if l.srv.timeCalls {
 			l.srv.logCall(j.cs, l, frame, j.reply.B[before:], ns)
 		}
