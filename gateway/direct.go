@@ -103,6 +103,14 @@ func (d *directFd) interrupt() {
 	d.mu.Unlock()
 }
 
+// abandon closes the duplicate, if one was taken, and takes none again.
+func (d *directFd) abandon() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	d.release()
+}
+
 // directSent is what a job's worker wrote itself, for the event loop to
 // count when it collects the job.
 type directSent struct {
@@ -188,9 +196,9 @@ func (w *gnetWire) dupForReply() int {
 		return fd
 	case <-s.stop:
 		// The loops may stop before they run cb: take nothing after this,
-		// and give back what cb took.
-		cs.direct.interrupt()
-		cs.direct.release()
+		// and give back what cb took. The connection itself goes on: a
+		// draining server still answers it.
+		cs.direct.abandon()
 		return -1
 	}
 }
