@@ -44,7 +44,9 @@ start() {
 	done
 }
 
-# run CASE KIND: one measured run; prints CASE KIND µs/request other-CPU.
+# run CASE KIND: one measured run; prints CASE KIND µs/request other-CPU
+# requests p99-latency-µs (a run with few requests was stalled by other
+# work).
 run() {
 	port=$((PORT + n % 40))
 	n=$((n + 1))
@@ -64,7 +66,9 @@ run() {
 	awk -v c="$c" -v k="$k" -F'[:,]' '
 		/"server_cpu_us_per_request"/ { cpu = $2 }
 		/"other_cpu_busy"/ { other = $2 }
-		END { printf "%s %s %.1f %.2f\n", c, k, cpu, other }' "$TMP/out.json" | tee -a "$TMP/all"
+		/"requests"/ { reqs = $2 }
+		/"p99"/ { p99 = $2 }
+		END { printf "%s %s %.1f %.2f %d %.0f\n", c, k, cpu, other, reqs, p99 }' "$TMP/out.json" | tee -a "$TMP/all"
 }
 
 large="frames gateway echo"
@@ -75,7 +79,7 @@ if [ -n "$BASE" ]; then
 fi
 n=0
 round=1
-echo "case server server-cpu-us/request other-cpu-busy"
+echo "case server server-cpu-us/request other-cpu-busy requests p99-us"
 while [ "$round" -le "$ROUNDS" ]; do
 	# Rotate the order by round.
 	order=$large

@@ -95,7 +95,7 @@ callfloor() {
 	taskset -c "$SERVER_CPU" ./bin/callfloor "$3" "$4" "${5:-}" "$CALL_SECONDS" >"$OUT/raw/$1.plugin.$2.json"
 }
 
-port=5190
+port=${PORT:-5190}
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
 	# Which server goes first alternates, so that a drift of the machine
