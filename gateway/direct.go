@@ -3,6 +3,7 @@ package gateway
 import (
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
@@ -212,7 +213,7 @@ func writeDirect(fd int, b []byte, timeout time.Duration) ([]byte, error) {
 	end := time.Now().Add(min(directBudget, timeout))
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
+		n, err := rawWrite(fd, b)
 		switch {
 		case n > 0:
 			b = b[n:]
@@ -266,4 +267,18 @@ func (j *job) elapsed(start time.Time) int64 {
 	ns := int64(time.Since(start)) - j.direct.ns
 	j.direct.ns = 0
 	return ns
+}
+
+// rawWrite is write(2) on a non-blocking socket, made without telling the
+// scheduler. It does not block, and a system call the scheduler knows of
+// lets it hand this thread's P to another thread while the kernel copies,
+// which the locked worker thread must then wait to get back: on a loaded
+// core, a wait per write. The cost is that the P is held for the copy of at
+// most one socket buffer, as the event loop's own writes hold it.
+func rawWrite(fd int, b []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
