@@ -25,8 +25,8 @@ import (
 //     it (the core waits for the job), and the worker writes a reply only when
 //     nothing is ahead of it: no earlier reply of the job waits in its buffer,
 //     and gnet's outbound buffer is empty.
-//   - Ownership. gnet owns the descriptor and may close it, and the kernel
-//     reuse its number, at any time. The worker therefore never touches
+//   - Ownership. gnet owns the descriptor and may close it at any time, and
+//     the kernel then gives its number to the next socket opened. The worker therefore never touches
 //     gnet's descriptor: the event loop itself, in a callback that runs only
 //     while the connection is still open and this one, duplicates it, and
 //     the worker writes to its own duplicate, then closes it. When the
@@ -43,10 +43,10 @@ import (
 // plugins with a deadline, and servers that log or observe calls (whose logs
 // read the reply) keep the copying path.
 
-// directReply is the size from which a worker writes a reply itself. Below
-// it, the copies cost less than the round trip to the event loop, the
-// duplicate and its close: a 1 MiB copy takes about 50 µs, the round trip
-// some 10-20 µs on a loaded core (BENCHMARKS.md, "16 MiB echo").
+// directReply is the size from which a worker writes a reply itself: the
+// round trip to the event loop, the duplicate, its close and the smaller
+// writes cost more than the copies they save at 256 KiB, and less at 1 MiB
+// (BENCHMARKS.md, "16 MiB echo").
 const directReply = 1 << 20
 
 // directPatience and directBudget bound how long a worker waits for a
