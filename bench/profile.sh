@@ -27,13 +27,14 @@ $CC -O2 -fPIC -fvisibility=hidden -shared -pthread -Iplugins/include \
 	-DGW_NAME='"echo"' -DGW_ROOT='"/echo"' -o "$OUT/plugins/echo/echo.so" gateway/testdata/gwtest.c
 head -c 16777216 /dev/urandom >"$OUT/body16m"
 
-port=5290
+port=${PORT:-5290}
 for case in pipelined body16m; do
 	for server in echo gateway; do
 		port=$((port + 1))
 		addr=127.0.0.1:$port
 		case $server.$case in
-		echo.*) taskset -c "$SERVER_CPU" ./bin/echo -addr "$addr" >/dev/null 2>&1 & ;;
+		echo.pipelined) taskset -c "$SERVER_CPU" ./bin/echo -addr "$addr" >/dev/null 2>&1 & ;;
+		echo.body16m) taskset -c "$SERVER_CPU" ./bin/echo -frames -addr "$addr" >/dev/null 2>&1 & ;;
 		gateway.pipelined) taskset -c "$SERVER_CPU" ./bin/repe-gw --plugins ./plugins --addr "$addr" --log-level warn & ;;
 		gateway.body16m) taskset -c "$SERVER_CPU" ./bin/repe-gw --plugins "$OUT/plugins" --addr "$addr" --log-level warn & ;;
 		esac
@@ -51,7 +52,7 @@ for case in pipelined body16m; do
 		bench=$!
 		sleep 3
 		taskset -c "$CLIENT_CPU" perf stat -x, -p "$pid" -o "$OUT/$server.$case.syscalls" \
-			-e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_futex,syscalls:sys_enter_nanosleep \
+			-e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_futex,syscalls:sys_enter_nanosleep,syscalls:sys_enter_ppoll,syscalls:sys_enter_fcntl \
 			-- sleep "$PROFILE_SECONDS" &
 		stat=$!
 		taskset -c "$CLIENT_CPU" perf record -q -e cpu-clock -F 2999 -g -p "$pid" -o "$OUT/$server.$case.data" -- sleep "$PROFILE_SECONDS"

@@ -6,7 +6,7 @@
 # their figures compare within a round; callfloor then prices the plugin call
 # from C on the server's CPU. The cases: the calculator's get_value pipelined
 # (-c 4 -P 32) and not (-c 64 -P 1), and a 16 MiB body through an echo
-# plugin (-c 1 -P 1). Idle connections and the in-process Go benchmarks are
+# plugin (-c 1 -P 1), whose floor is bench/echo -frames. Idle connections and the in-process Go benchmarks are
 # measured once. Raw results go to $OUT/raw/, the tables to $OUT/bench.md.
 #
 # With the defaults it takes about five minutes on a quiet machine; on a
@@ -63,6 +63,7 @@ wait_quiet() {
 start() {
 	case $1 in
 	echo) taskset -c "$SERVER_CPU" ./bin/echo -addr "$2" >/dev/null 2>&1 & ;;
+	echo-frames) taskset -c "$SERVER_CPU" ./bin/echo -frames -addr "$2" >/dev/null 2>&1 & ;;
 	gateway) taskset -c "$SERVER_CPU" ./bin/repe-gw --plugins ./plugins --addr "$2" --max-conns 20000 --log-level warn & ;;
 	gateway-echo) taskset -c "$SERVER_CPU" ./bin/repe-gw --plugins "$OUT/plugins" --addr "$2" --log-level warn & ;;
 	esac
@@ -94,7 +95,7 @@ callfloor() {
 	taskset -c "$SERVER_CPU" ./bin/callfloor "$3" "$4" "${5:-}" "$CALL_SECONDS" >"$OUT/raw/$1.plugin.$2.json"
 }
 
-port=5190
+port=${PORT:-5190}
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
 	# Which server goes first alternates, so that a drift of the machine
@@ -111,7 +112,8 @@ while [ "$round" -le "$ROUNDS" ]; do
 	callfloor "$round" get_value plugins/calculator/calculator.so "$QUERY"
 	for server in $order; do
 		port=$((port + 1))
-		[ "$server" = gateway ] && kind=gateway-echo || kind=echo
+		# The large body's floor reads and writes whole frames (bench/echo -frames).
+		[ "$server" = gateway ] && kind=gateway-echo || kind=echo-frames
 		start "$kind" "127.0.0.1:$port"
 		load "$server" "$round" "127.0.0.1:$port" body16m --query /echo/echo --body-file "$OUT/body16m" --body-format raw -c 1 -P 1
 		stop

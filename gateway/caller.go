@@ -68,11 +68,11 @@ func (c inProcessCaller) serve(j *job, w *watch) (owned bool) {
 		}
 		start, before := time.Now(), len(j.reply.B)
 		if w == nil {
-			j.reply.B = l.call(j.reply.B, frame, j.cs)
+			j.reply.B = l.callJob(j, frame)
 		} else if !w.call(j, frame) {
 			return false
 		}
-		ns := int64(time.Since(start))
+		ns := j.elapsed(start)
 		if l.srv.timeCalls {
 			l.srv.logCall(j.cs, l, frame, j.reply.B[before:], ns)
 		}

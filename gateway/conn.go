@@ -71,6 +71,10 @@ type conn struct {
 	hookID      uint64
 	tlsIdentity string
 
+	// direct is the duplicate descriptor a worker writes a large reply
+	// through (direct.go).
+	direct directFd
+
 	// made counts the replies the core wrote itself rather than a plugin
 	// (framing, routing, refusals, deadlines, invalid plugin replies), so
 	// that a one-shot caller can tell a plugin's ec from the gateway's
@@ -388,7 +392,7 @@ func (cs *conn) answerOwn(out, frame []byte, id uint64, ec repe.ErrorCode, msg s
 func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 	s, w := cs.srv, cs.w
 	t := cs.loop.tally
-	j.lane.tally[t.slot].countReplies(j.reply.B)
+	j.lane.tally[t.slot].countReplies(j.countDirect(t))
 	if len(j.reply.B) > largeReply {
 		// Written apart rather than copied into the batch first.
 		if len(out) > 0 {

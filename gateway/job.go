@@ -27,6 +27,7 @@ type job struct {
 	reqs   int // requests counted against the plugin's queue limit
 	state  atomic.Int32
 	failed bool // a panic or a bad frame interrupted the job; written before state
+	direct directSent
 }
 
 // Job states. A running job becomes done when its worker finishes; when its
@@ -55,6 +56,7 @@ func newJob(cs *conn, l *lane) *job {
 	j.off, j.reqs = 0, 0
 	j.state.Store(jobRunning)
 	j.failed = false
+	j.direct = directSent{ecs: j.direct.ecs[:0]}
 	return j
 }
 

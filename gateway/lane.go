@@ -248,16 +248,22 @@ func (l *lane) jobFrames() int {
 func (l *lane) call(dst []byte, frame repe.Message, cs *conn) []byte {
 	out, err := l.plugin.Call(dst, frame)
 	if err != nil {
-		l.invalid.Add(1)
-		cs.made.Add(1)
-		e := repe.AsError(err)
-		l.errLog.Do(func(suppressed int64) {
-			l.log.Warn("plugin call failed", "query", string(frame.Query()), "error", err, "suppressed", suppressed)
-		})
-		if frame.Notify() {
-			return dst
-		}
-		return repe.AppendError(dst, frame.ID(), e.Code, e.Message)
+		return l.callFailed(dst, frame, cs, err)
 	}
 	return out
+}
+
+// callFailed appends to dst the REPE error that says why the plugin could
+// not answer frame, unless frame is a notify.
+func (l *lane) callFailed(dst []byte, frame repe.Message, cs *conn, err error) []byte {
+	l.invalid.Add(1)
+	cs.made.Add(1)
+	e := repe.AsError(err)
+	l.errLog.Do(func(suppressed int64) {
+		l.log.Warn("plugin call failed", "query", string(frame.Query()), "error", err, "suppressed", suppressed)
+	})
+	if frame.Notify() {
+		return dst
+	}
+	return repe.AppendError(dst, frame.ID(), e.Code, e.Message)
 }

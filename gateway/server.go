@@ -342,6 +342,7 @@ func (s *Server) closed(cs *conn, err error) {
 	if cs.stalled {
 		cs.unstall()
 	}
+	cs.direct.interrupt()
 	if cs.job != nil {
 		cs.job.orphan()
 		cs.job = nil

@@ -40,6 +40,10 @@ type Stats struct {
 	// BytesIn and BytesOut count the request and reply bytes of every
 	// connection.
 	BytesIn, BytesOut uint64
+	// DirectBytes is the part of BytesOut that the workers wrote to the
+	// sockets themselves, straight from the plugins' buffers: large replies
+	// on the gateway's own listener (README, "Large bodies").
+	DirectBytes uint64
 	// Replies counts, by ec, the replies the gateway made itself because
 	// no plugin was chosen: bad frames, paths no plugin owns (ec 6), the
 	// first request a flooding connection dropped (ec 9). Notifies counts
@@ -82,6 +86,7 @@ func (s *Server) Stats() Stats {
 	for _, t := range tallies {
 		st.BytesIn += t.bytesIn.Load()
 		st.BytesOut += t.bytesOut.Load()
+		st.DirectBytes += t.bytesDirect.Load()
 	}
 	return st
 }

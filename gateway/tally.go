@@ -47,6 +47,9 @@ type tally struct {
 	slot     int
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
+	// bytesDirect is the part of bytesOut that workers wrote themselves,
+	// from the plugins' buffers (direct.go).
+	bytesDirect atomic.Uint64
 }
 
 // laneTally counts one plugin's replies on one event loop. Pad keeps

@@ -28,6 +28,10 @@ import (
 //
 // Call is safe for concurrent use and allocates nothing beyond growing dst.
 func (p *Plugin) Call(dst, req []byte) ([]byte, error) {
+	return p.call(dst, req, 0, nil)
+}
+
+func (p *Plugin) call(dst, req []byte, atLeast int, sink ReplySink) ([]byte, error) {
 	if len(req) < repe.HeaderSize {
 		return dst, p.invalidRequest(len(req))
 	}
@@ -47,60 +51,80 @@ func (p *Plugin) Call(dst, req []byte) ([]byte, error) {
 	// the C function's return and the copy, Go may preempt this goroutine or
 	// resume it on another thread while the first thread runs a goroutine
 	// that calls the plugin again and overwrites the buffer. Locking the
-	// goroutine to its thread for the call and the copy rules that out: no
-	// other goroutine runs on the thread until it is unlocked. Locks nest, so
-	// a caller whose goroutine is already locked (an event loop) keeps its
-	// lock.
+	// goroutine to its thread for the call and the copy (or the sink, in
+	// CallTo) rules that out: no other goroutine runs on the thread until it
+	// is unlocked. Locks nest, so a caller whose goroutine is already locked
+	// (an event loop) keeps its lock.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	data, size := ccall(p.callFn, uintptr(unsafe.Pointer(unsafe.SliceData(req))), uintptr(len(req)))
-	return p.copyReply(dst, data, size, id, notify)
+	reply, err := p.checkReply(data, size, id, notify)
+	if sink != nil && len(reply) > 0 && len(reply) >= atLeast {
+		reply = sink.TakeReply(reply)
+	}
+	return append(dst, reply...), err
+}
+
+// A ReplySink takes large replies where the plugin left them, sparing the
+// copy into dst: a gateway writes them to the socket from there.
+type ReplySink interface {
+	// TakeReply is given a valid reply while it is still in the plugin's
+	// thread-local buffer, on the calling thread, which stays locked. It
+	// must not keep reply, and returns the tail it did not take (all of it
+	// to decline), which CallTo then appends to dst.
+	TakeReply(reply []byte) (rest []byte)
+}
+
+// CallTo is Call, except that a valid reply of at least atLeast bytes is
+// first offered to sink.
+func (p *Plugin) CallTo(dst, req []byte, atLeast int, sink ReplySink) ([]byte, error) {
+	return p.call(dst, req, atLeast, sink)
 }
 
 // DroppedNotifyReplies counts the replies the plugin returned to notify
 // requests, which Call dropped.
 func (p *Plugin) DroppedNotifyReplies() uint64 { return p.dropped.Load() }
 
-// copyReply validates the reply at data, size bytes in C memory, and appends
-// it to dst. It never reads outside [data, data+size) and never allocates
-// more than size bytes, so a wrong size claimed by the plugin costs at most
-// a REPE error.
-func (p *Plugin) copyReply(dst []byte, data, size uintptr, id uint64, notify bool) ([]byte, error) {
+// checkReply validates the reply at data, size bytes in C memory, and
+// returns it in place: nil when there is none to pass on. It never reads
+// outside [data, data+size), so a wrong size claimed by the plugin costs at
+// most a REPE error.
+func (p *Plugin) checkReply(data, size uintptr, id uint64, notify bool) (repe.Message, error) {
 	switch {
 	case size == 0:
-		return dst, nil
+		return nil, nil
 	case notify:
 		p.dropped.Add(1)
-		return dst, nil
+		return nil, nil
 	case data == 0:
-		return dst, p.invalidReply("NULL data with size " + strconv.FormatUint(uint64(size), 10))
+		return nil, p.invalidReply("NULL data with size " + strconv.FormatUint(uint64(size), 10))
 	case size < repe.HeaderSize:
-		return dst, p.invalidReply(strconv.FormatUint(uint64(size), 10) + " bytes, shorter than a header")
+		return nil, p.invalidReply(strconv.FormatUint(uint64(size), 10) + " bytes, shorter than a header")
 	case size > p.maxReply:
-		return dst, p.invalidReply(strconv.FormatUint(uint64(size), 10) + " bytes, over the limit of " +
+		return nil, p.invalidReply(strconv.FormatUint(uint64(size), 10) + " bytes, over the limit of " +
 			strconv.FormatUint(uint64(p.maxReply), 10))
 	}
 	reply := repe.Message(unsafe.Slice((*byte)(cPointer(data)), size))
 	n := uint64(size)
 	if spec := reply.Spec(); spec != repe.Magic {
-		return dst, p.invalidReply("magic 0x" + strconv.FormatUint(uint64(spec), 16))
+		return nil, p.invalidReply("magic 0x" + strconv.FormatUint(uint64(spec), 16))
 	}
 	if v := reply.Version(); v != repe.Version {
-		return dst, p.invalidReply("version " + strconv.FormatUint(uint64(v), 10))
+		return nil, p.invalidReply("version " + strconv.FormatUint(uint64(v), 10))
 	}
 	if length := reply.Length(); length != n {
-		return dst, p.invalidReply("length field " + strconv.FormatUint(length, 10) +
+		return nil, p.invalidReply("length field " + strconv.FormatUint(length, 10) +
 			" for " + strconv.FormatUint(n, 10) + " bytes")
 	}
 	// Compared without an addition that could wrap.
 	if ql, bl := reply.QueryLength(), reply.BodyLength(); ql > n-repe.HeaderSize || bl != n-repe.HeaderSize-ql {
-		return dst, p.invalidReply("length " + strconv.FormatUint(n, 10) + " is not 48 + query_length " +
+		return nil, p.invalidReply("length " + strconv.FormatUint(n, 10) + " is not 48 + query_length " +
 			strconv.FormatUint(ql, 10) + " + body_length " + strconv.FormatUint(bl, 10))
 	}
 	if rid := reply.ID(); rid != id {
-		return dst, p.invalidReply("id " + strconv.FormatUint(rid, 10) + " for request id " + strconv.FormatUint(id, 10))
+		return nil, p.invalidReply("id " + strconv.FormatUint(rid, 10) + " for request id " + strconv.FormatUint(id, 10))
 	}
-	return append(dst, reply...), nil
+	return reply, nil
 }
 
 func (p *Plugin) invalidReply(reason string) *repe.Error {

@@ -121,3 +121,44 @@ func TestCallAllocs(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 }
+
+// takeHalf is a ReplySink that takes the first half of each reply it is
+// offered, and keeps a copy of what it took.
+type takeHalf struct{ offered, took [][]byte }
+
+func (s *takeHalf) TakeReply(reply []byte) []byte {
+	s.offered = append(s.offered, append([]byte(nil), reply...))
+	s.took = append(s.took, append([]byte(nil), reply[:len(reply)/2]...))
+	return reply[len(reply)/2:]
+}
+
+// TestCallToOffersLargeValidReplies: CallTo offers the sink a valid reply of
+// at least atLeast bytes, appends what the sink leaves, and offers it
+// nothing else: no small reply, no invalid one, no reply to a notify.
+func TestCallToOffersLargeValidReplies(t *testing.T) {
+	t.Parallel()
+	p := openTest(t)
+	body := `{"a":[1,2,3,4,5,6,7,8]}`
+	want := repe.AppendResponse(nil, 7, repe.OK, repe.BodyJSON, []byte(body))
+
+	var sink takeHalf
+	out, err := p.CallTo([]byte("x"), request(7, "/test/echo", body), len(want), &sink)
+	require.NoError(t, err)
+	require.Len(t, sink.offered, 1)
+	assert.Equal(t, want, sink.offered[0])
+	assert.Equal(t, want, append(sink.took[0], out[1:]...), "the sink's part and the rest make the reply")
+	assert.Equal(t, byte('x'), out[0])
+
+	sink = takeHalf{}
+	out, err = p.CallTo(nil, request(7, "/test/echo", body), len(want)+1, &sink)
+	require.NoError(t, err)
+	assert.Equal(t, want, []byte(out), "a smaller reply is appended whole")
+	notify := request(7, "/test/echo", body)
+	notify[repe.OffsetNotify] = 1
+	out, err = p.CallTo(nil, notify, 0, &sink)
+	require.NoError(t, err)
+	assert.Empty(t, out)
+	_, err = p.CallTo(nil, request(7, "/test/wrongid", ""), 0, &sink)
+	require.Error(t, err)
+	assert.Empty(t, sink.offered, "the sink was offered a reply it should not have been")
+}

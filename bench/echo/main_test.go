@@ -137,3 +137,46 @@ func TestBadFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestFramesEchoesLargeFrames: with -frames, pipelined small frames and
+// large ones, written in odd pieces, come back unchanged and in order, and
+// a stream that is not REPE is closed.
+func TestFramesEchoesLargeFrames(t *testing.T) {
+	addr := startEcho(t, "-frames")
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+
+	var sent []byte
+	for i := range 20 {
+		body := []byte("small")
+		if i%5 == 2 {
+			body = bytes.Repeat([]byte{byte(i)}, (i+1)<<18) // up to 5 MiB
+		}
+		sent = repe.AppendMessage(sent, repe.Header{ID: uint64(i)}, "/echo", body)
+	}
+	go func() {
+		for b := sent; len(b) > 0; {
+			n := min(len(b), 70001)
+			if _, err := c.Write(b[:n]); err != nil {
+				return
+			}
+			b = b[n:]
+		}
+	}()
+	got := make([]byte, len(sent))
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second)))
+	_, err = io.ReadFull(c, got)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(sent, got), "echoed bytes differ")
+
+	bad, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer bad.Close()
+	_, err = bad.Write([]byte(strings.Repeat("not REPE at all, not even close. ", 4)))
+	require.NoError(t, err)
+	require.NoError(t, bad.SetReadDeadline(time.Now().Add(20*time.Second)))
+	n, err := bad.Read(make([]byte, 1))
+	assert.Zero(t, n)
+	assert.Error(t, err, "a stream that is not REPE is closed")
+}

@@ -271,7 +271,8 @@ func run(dir string, w io.Writer) error {
 	p.line("of each round's ratio. A case's figures come from its undisturbed rounds when there are")
 	p.line("at least %d, else from all (the rounds column says which). The plugin call is the same", minQuiet)
 	p.line("`repe_plugin_call` made from C in a loop (`bench/callfloor`): echo floor + plugin call")
-	p.line("is the least CPU any gateway serving that plugin could use.")
+	p.line("is the least CPU any gateway serving that plugin could use. The 16 MiB case's echo floor")
+	p.line("is `bench/echo -frames`, which reads each frame past gnet's buffer and writes it back whole.")
 
 	p.line("")
 	p.line("## Server CPU per request")
