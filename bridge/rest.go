@@ -60,7 +60,7 @@ func (b *Bridge) serveREST(w http.ResponseWriter, r *http.Request) {
 		h.BodyFormat = repe.BodyJSON
 	}
 	req := repe.AppendMessage(nil, h, query, body)
-	out, origin, err := b.srv.Do(r.Context(), remoteAddr(r), req, nil)
+	out, origin, err := b.srv.Do(r.Context(), gateway.TransportHTTP, remoteAddr(r), req, nil)
 	switch {
 	case errors.Is(err, gateway.ErrRefused):
 		writeError(w, http.StatusServiceUnavailable, repe.SendError, "the gateway is draining or at its connection limit; safe to retry")

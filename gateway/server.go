@@ -71,8 +71,10 @@ type Server struct {
 	stats       counters
 	timeCalls   bool // the access log or the slow-call log is on
 	slowCallLog lograte.Limiter
-	streamTally *tally       // the stream connections' byte counts; gnet loops keep their own
-	handshakes  atomic.Int64 // TLS handshakes in ServeConn, before admission
+	// streamTallies count the stream connections of each transport; gnet
+	// loops keep their own.
+	streamTallies [numTransports]*tally
+	handshakes    atomic.Int64 // TLS handshakes in ServeConn, before admission
 	// gwTally counts the replies no plugin made, and the gateway's own
 	// root's, one slot per event loop as a lane's (tally.go).
 	gwTally     []laneTally
@@ -125,7 +127,9 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 	s.routes.Store(r)
 	s.hooks = newHookChain(cfg.Hooks)
 	s.timeCalls = cfg.AccessLog || cfg.SlowCall > 0 || s.hooks != nil && s.hooks.observes
-	s.streamTally = newTally(s.streamSlot())
+	for t := range s.streamTallies {
+		s.streamTallies[t] = newTally(s.streamSlot(), Transport(t))
+	}
 	return s, nil
 }
 
@@ -262,7 +266,7 @@ func (s *Server) loopLocked(el gnet.EventLoop) *loop {
 		// gnet runs EventLoops loops, each with a slot of its own; should it
 		// run more, the extra ones share the stream connections' slot,
 		// which is only slower.
-		l = newLoop(newTally(min(len(s.loops), s.streamSlot())))
+		l = newLoop(newTally(min(len(s.loops), s.streamSlot()), TransportTCP))
 		s.loops[el] = l
 	}
 	return l
@@ -328,7 +332,7 @@ func (s *Server) admit(cs *conn, loop func() *loop) bool {
 	if s.cfg.IdleTimeout > 0 {
 		cs.idleSince.Store(s.clock.Load())
 	}
-	s.stats.accepted.Add(1)
+	s.stats.accepted[cs.loop.tally.transport].Add(1)
 	s.log.Debug("connection opened", "remote", cs.remote)
 	return true
 }
@@ -350,7 +354,7 @@ func (s *Server) closed(cs *conn, err error) {
 		cs.intake.free() // never handed to a worker
 		cs.intake = nil
 	}
-	s.stats.closedBy[cs.why.Load()].Add(1)
+	s.stats.closedBy[cs.loop.tally.transport][cs.why.Load()].Add(1)
 	s.mu.Lock()
 	delete(s.conns, cs)
 	if cs.ip != "" {

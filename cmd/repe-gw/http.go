@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,9 @@ const (
 	httpMaxHeaderBytes    = 1 << 20
 	httpReadHeaderTimeout = 10 * time.Second
 	httpIdleTimeout       = 2 * time.Minute
+	// httpWriteOutTimeout bounds how long the handlers of calls the core
+	// answered during shutdown have to write their responses.
+	httpWriteOutTimeout = 5 * time.Second
 )
 
 // startHTTP serves the bridge on addr until srv has shut down: by then
@@ -53,6 +57,11 @@ func startHTTP(log *slog.Logger, addr string, srv *gateway.Server, cfg gateway.C
 	}()
 	go func() {
 		<-srv.Done()
+		// The core has answered every call; let the handlers write those
+		// answers before the connections close.
+		ctx, cancel := context.WithTimeout(context.Background(), httpWriteOutTimeout)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
 		_ = hs.Close()
 	}()
 	return nil
