@@ -69,6 +69,7 @@ func (b *Bridge) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		bodyFailed(w, err)
 		return
 	}
 	body = bytes.TrimSpace(body)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 
 	"github.com/repe-gw/repe-gw/beve"
@@ -48,7 +49,8 @@ func (b *Bridge) serveREST(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err != nil {
-			return // the client went away
+			bodyFailed(w, err)
+			return
 		}
 	default:
 		w.Header().Set("Allow", "GET, PUT, POST")
@@ -148,6 +150,15 @@ func acceptsBEVE(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// bodyFailed answers a request whose body could not be read: 408 when the
+// client took longer than the listener's read timeout, which then closes
+// the connection; nothing when the client went away.
+func bodyFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		writeError(w, http.StatusRequestTimeout, repe.Timeout, "the request's body did not arrive within the HTTP read timeout")
+	}
 }
 
 func writeError(w http.ResponseWriter, status int, ec repe.ErrorCode, msg string) {
