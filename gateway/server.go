@@ -66,11 +66,13 @@ type Server struct {
 	wakeMu  sync.RWMutex
 	stopped bool
 
-	jobs        sync.WaitGroup // requests running on workers or handed over
-	jobPool     sync.Pool
-	stats       counters
-	timeCalls   bool // the access log or the slow-call log is on
-	slowCallLog lograte.Limiter
+	jobs    sync.WaitGroup // requests running on workers or handed over
+	jobPool sync.Pool
+	// oneshotLoops recycles the loops of Do's calls (oneshot.go).
+	oneshotLoops sync.Pool
+	stats        counters
+	timeCalls    bool // the access log or the slow-call log is on
+	slowCallLog  lograte.Limiter
 	// streamTallies count the stream connections of each transport; gnet
 	// loops keep their own.
 	streamTallies [numTransports]*tally
@@ -280,11 +282,17 @@ func (s *Server) connCount() int {
 
 // newConn returns the core's state for a connection from remote.
 func (s *Server) newConn(remote net.Addr) *conn {
-	cs := &conn{srv: s, remote: addrString(remote)}
+	cs := &conn{}
+	s.initConn(cs, remote)
+	return cs
+}
+
+// initConn makes the zero cs the state of a connection from remote.
+func (s *Server) initConn(cs *conn, remote net.Addr) {
+	cs.srv, cs.remote = s, addrString(remote)
 	if s.cfg.MaxConnsPerIP > 0 {
 		cs.ip = ipString(remote)
 	}
-	return cs
 }
 
 // admit counts cs among the server's connections, or refuses it: while
@@ -333,7 +341,9 @@ func (s *Server) admit(cs *conn, loop func() *loop) bool {
 		cs.idleSince.Store(s.clock.Load())
 	}
 	s.stats.accepted[cs.loop.tally.transport].Add(1)
-	s.log.Debug("connection opened", "remote", cs.remote)
+	if s.debug() {
+		s.log.Debug("connection opened", "remote", cs.remote)
+	}
 	return true
 }
 
@@ -363,12 +373,19 @@ func (s *Server) closed(cs *conn, err error) {
 		}
 	}
 	s.mu.Unlock()
-	if err != nil && !errors.Is(err, io.EOF) {
+	switch {
+	case !s.debug():
+	case err != nil && !errors.Is(err, io.EOF):
 		s.log.Debug("connection closed", "remote", cs.remote, "error", err)
-	} else {
+	default:
 		s.log.Debug("connection closed", "remote", cs.remote)
 	}
 }
+
+// debug reports whether debug logs are on: a connection's open and close
+// are logged only then, since making the arguments of a log call costs
+// an allocation each, which a one-shot call (Do) pays per request.
+func (s *Server) debug() bool { return s.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // addrString formats a peer's address for logs; nil (a peer already gone)
 // gives "".
@@ -379,10 +396,15 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// ipString returns the IP address of a, the key of the per-address limit.
+// ipString returns the IP address of a, the key of the per-address limit:
+// the host of an address that is HOST:PORT, or the whole address.
 func ipString(a net.Addr) string {
 	if t, ok := a.(*net.TCPAddr); ok {
 		return t.IP.String()
 	}
-	return addrString(a)
+	s := addrString(a)
+	if host, _, err := net.SplitHostPort(s); err == nil {
+		return host
+	}
+	return s
 }
