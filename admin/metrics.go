@@ -111,6 +111,7 @@ type collector struct {
 	reloads          *prometheus.Desc
 	lastReload       *prometheus.Desc
 	transportReplies *prometheus.Desc
+	restarts         *prometheus.Desc
 	gateway, plugins []*prometheus.Desc // one per gatewayMetrics and pluginMetrics entry
 	transports       []*prometheus.Desc // one per transportMetrics entry
 }
@@ -137,6 +138,9 @@ func newCollector(s *Server) *collector {
 			"Reloads of the plugins, by result: ok, or failed (nothing changed).", []string{"result"}, nil),
 		lastReload: prometheus.NewDesc("repe_gw_last_reload_timestamp_seconds",
 			"When the last reload ended, ok or failed, in Unix seconds; 0 before the first.", nil, nil),
+		restarts: prometheus.NewDesc("repe_gw_worker_restarts_total",
+			"Times an isolated plugin's worker process was started again after the first; only isolated plugins have it.",
+			[]string{"plugin"}, nil),
 		transportReplies: prometheus.NewDesc("repe_gw_transport_requests_total",
 			"Replies, by transport and ec, whoever made them.", []string{"transport", "ec"}, nil),
 	}
@@ -154,7 +158,7 @@ func newCollector(s *Server) *collector {
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.closed, c.requests, c.notifies, c.calls, c.duration, c.info, c.ready, c.reloads, c.lastReload, c.transportReplies} {
+	for _, d := range []*prometheus.Desc{c.closed, c.requests, c.notifies, c.calls, c.duration, c.info, c.ready, c.reloads, c.lastReload, c.transportReplies, c.restarts} {
 		ch <- d
 	}
 	for _, d := range c.gateway {
@@ -198,6 +202,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- c.histogram(ps.Name, ps.Duration)
 		p := c.s.plugin(ps.Root)
 		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, ps.Name, p.Version, ps.Root, p.SHA256)
+		if p.Restarts != nil {
+			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(p.Restarts()), ps.Name)
+		}
 	}
 	ok, _ := c.s.ready()
 	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, bit(ok))
