@@ -33,9 +33,8 @@ var ErrRefused = errors.New("gateway: the server is draining or at its connectio
 // Do serves the request frame req, from a client at remote, through the
 // dispatch core as a connection of its own that carries this one request,
 // counted as one of transport t, and appends its reply to dst: nothing for
-// a notify. Origin says whether a
-// plugin or the gateway wrote the reply. req must be one whole frame; the
-// core answers it as it would on TCP. When ctx ends first, Do returns its
+// a notify. Origin says whether a plugin or the gateway wrote the reply.
+// req must be one whole frame; the core answers it as it would on TCP. When ctx ends first, Do returns its
 // error and the call, if running, finishes unseen.
 func (s *Server) Do(ctx context.Context, t Transport, remote net.Addr, req, dst []byte) ([]byte, Origin, error) {
 	// The connection, its wire and the reference to it in one allocation;
