@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 type everyListener struct {
 	*tlsGateway
 	httpAddr, admin string
+	roots           *x509.CertPool // trusts the TLS listener
 }
 
 func startEveryListener(t *testing.T, args ...string) *everyListener {
@@ -34,35 +36,42 @@ func startEveryListener(t *testing.T, args ...string) *everyListener {
 		"--http-addr", e.httpAddr, "--admin", e.admin}, args...)...)
 	e.waitLog(t, `msg="listening for HTTP" addr=`+e.httpAddr)
 	e.waitLog(t, `msg="admin listening" addr=`+e.admin)
+	e.roots = e.pool(t)
 	return e
 }
 
 // call makes one REPE call of query with body through transport, on a
-// connection of its own, and returns the reply's ec and body.
-func (e *everyListener) call(t *testing.T, transport, query, body string) (repe.ErrorCode, string) {
-	t.Helper()
+// connection of its own, and returns the reply's ec and body; a failure to
+// call is ec 9 with the error. It is safe to call from any goroutine.
+func (e *everyListener) call(transport, query, body string) (repe.ErrorCode, string) {
+	ec, reply, err := e.try(transport, query, body)
+	if err != nil {
+		return repe.ConnectionFailure, transport + ": " + err.Error()
+	}
+	return ec, reply
+}
+
+func (e *everyListener) try(transport, query, body string) (repe.ErrorCode, string, error) {
+	post := func(path, body string, ok func(status int, reply string) bool) (repe.ErrorCode, string, error) {
+		resp, err := http.Post("http://"+e.httpAddr+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || !ok(resp.StatusCode, string(b)) {
+			return repe.ConnectionFailure, string(b), err
+		}
+		return repe.OK, string(b), nil
+	}
 	switch transport {
 	case "http":
-		resp, err := http.Post("http://"+e.httpAddr+query, "application/json", strings.NewReader(body))
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
-			return repe.ConnectionFailure, string(b)
-		}
-		return repe.OK, string(b)
+		return post(query, body, func(status int, _ string) bool {
+			return status == http.StatusOK || status == http.StatusNoContent
+		})
 	case "jsonrpc":
 		req := `{"jsonrpc":"2.0","id":1,"method":"` + strings.TrimPrefix(query, "/") + `","params":` + body + `}`
-		resp, err := http.Post("http://"+e.httpAddr+"/jsonrpc", "application/json", strings.NewReader(req))
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		if !strings.Contains(string(b), `"result"`) {
-			return repe.ConnectionFailure, string(b)
-		}
-		return repe.OK, string(b)
+		return post("/jsonrpc", req, func(_ int, reply string) bool { return strings.Contains(reply, `"result"`) })
 	}
 	var nc net.Conn
 	var err error
@@ -70,25 +79,32 @@ func (e *everyListener) call(t *testing.T, transport, query, body string) (repe.
 	case "tcp":
 		nc, err = net.Dial("tcp", e.addr)
 	case "tls":
-		nc, err = tls.Dial("tcp", e.tlsAddr, &tls.Config{RootCAs: e.pool(t)})
+		nc, err = tls.Dial("tcp", e.tlsAddr, &tls.Config{RootCAs: e.roots})
 	case "websocket":
 		ctx, cancel := context.WithTimeout(context.Background(), gatewaytest.Timeout)
 		defer cancel()
 		nc, err = bridge.DialWebSocket(ctx, "ws://"+e.httpAddr+"/repe", 0)
 	}
-	require.NoError(t, err, transport)
+	if err != nil {
+		return 0, "", err
+	}
 	defer nc.Close()
-	_, err = nc.Write(gatewaytest.Request(1, query, body))
-	require.NoError(t, err)
+	if err := nc.SetDeadline(time.Now().Add(gatewaytest.Timeout)); err != nil {
+		return 0, "", err
+	}
+	if _, err := nc.Write(gatewaytest.Request(1, query, body)); err != nil {
+		return 0, "", err
+	}
 	head := make([]byte, repe.HeaderSize)
-	_, err = io.ReadFull(nc, head)
-	require.NoError(t, err, transport)
-	m := repe.Message(head)
-	rest := make([]byte, m.Length()-repe.HeaderSize)
-	_, err = io.ReadFull(nc, rest)
-	require.NoError(t, err)
-	m = repe.Message(append(head, rest...))
-	return m.EC(), string(m.Body())
+	if _, err := io.ReadFull(nc, head); err != nil {
+		return 0, "", err
+	}
+	rest := make([]byte, repe.Message(head).Length()-repe.HeaderSize)
+	if _, err := io.ReadFull(nc, rest); err != nil {
+		return 0, "", err
+	}
+	m := repe.Message(append(head, rest...))
+	return m.EC(), string(m.Body()), nil
 }
 
 var transports = []string{"tcp", "tls", "websocket", "http", "jsonrpc"}
@@ -98,10 +114,10 @@ var transports = []string{"tcp", "tls", "websocket", "http", "jsonrpc"}
 func TestEveryTransportCounted(t *testing.T) {
 	e := startEveryListener(t)
 	for _, tr := range transports {
-		ec, body := e.call(t, tr, "/calculator/set_value", "2")
+		ec, body := e.call(tr, "/calculator/set_value", "2")
 		require.Equal(t, repe.OK, ec, "%s: %s", tr, body)
 	}
-	ec, _ := e.call(t, "tcp", "/nowhere", "")
+	ec, _ := e.call("tcp", "/nowhere", "")
 	assert.Equal(t, repe.MethodNotFound, ec)
 
 	// Two connections over TCP, one over each other transport.
@@ -138,7 +154,7 @@ func TestEveryTransportDrains(t *testing.T) {
 	results := make([]string, len(transports))
 	for i, tr := range transports {
 		wg.Go(func() {
-			ec, body := e.call(t, tr, "/gw/nap", "3000")
+			ec, body := e.call(tr, "/gw/nap", "3000")
 			results[i] = tr + ": " + ec.String() + " " + body
 		})
 	}
