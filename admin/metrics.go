@@ -49,6 +49,23 @@ var gatewayMetrics = []metric[gateway.Stats]{
 		prometheus.CounterValue, func(s *gateway.Stats) float64 { return float64(s.BytesOut) }},
 }
 
+// transportMetrics are labelled transport: tcp, tls, websocket, http or
+// jsonrpc (gateway.Transport).
+var transportMetrics = []metric[gateway.TransportStats]{
+	{"repe_gw_transport_connections_open", "Connections open now, by transport; for http and jsonrpc, calls in progress.",
+		prometheus.GaugeValue, func(t *gateway.TransportStats) float64 { return float64(t.Open) }},
+	{"repe_gw_transport_connections_accepted_total", "Connections admitted, by transport; for http and jsonrpc, one per call.",
+		prometheus.CounterValue, func(t *gateway.TransportStats) float64 { return float64(t.Accepted) }},
+	{"repe_gw_transport_connections_closed_total", "Connections closed, by transport.",
+		prometheus.CounterValue, func(t *gateway.TransportStats) float64 { return float64(t.Closed) }},
+	{"repe_gw_transport_notifies_total", "Notify requests, which get no reply, by transport.",
+		prometheus.CounterValue, func(t *gateway.TransportStats) float64 { return float64(t.Notifies) }},
+	{"repe_gw_transport_received_bytes_total", "Bytes of REPE requests read, by transport.",
+		prometheus.CounterValue, func(t *gateway.TransportStats) float64 { return float64(t.BytesIn) }},
+	{"repe_gw_transport_sent_bytes_total", "Bytes of REPE replies written, by transport.",
+		prometheus.CounterValue, func(t *gateway.TransportStats) float64 { return float64(t.BytesOut) }},
+}
+
 var pluginMetrics = []metric[gateway.PluginStats]{
 	{"repe_gw_calls_in_flight", "Calls in the plugin now, stuck ones included.",
 		prometheus.GaugeValue, func(p *gateway.PluginStats) float64 { return float64(p.InFlight) }},
@@ -93,7 +110,10 @@ type collector struct {
 	ready            *prometheus.Desc
 	reloads          *prometheus.Desc
 	lastReload       *prometheus.Desc
+	transportReplies *prometheus.Desc
+	restarts         *prometheus.Desc
 	gateway, plugins []*prometheus.Desc // one per gatewayMetrics and pluginMetrics entry
+	transports       []*prometheus.Desc // one per transportMetrics entry
 }
 
 func newCollector(s *Server) *collector {
@@ -118,6 +138,14 @@ func newCollector(s *Server) *collector {
 			"Reloads of the plugins, by result: ok, or failed (nothing changed).", []string{"result"}, nil),
 		lastReload: prometheus.NewDesc("repe_gw_last_reload_timestamp_seconds",
 			"When the last reload ended, ok or failed, in Unix seconds; 0 before the first.", nil, nil),
+		restarts: prometheus.NewDesc("repe_gw_worker_restarts_total",
+			"Times an isolated plugin's worker process was started again after the first; only isolated plugins have it.",
+			[]string{"plugin"}, nil),
+		transportReplies: prometheus.NewDesc("repe_gw_transport_requests_total",
+			"Replies, by transport and ec, whoever made them.", []string{"transport", "ec"}, nil),
+	}
+	for _, m := range transportMetrics {
+		c.transports = append(c.transports, prometheus.NewDesc(m.name, m.help, []string{"transport"}, nil))
 	}
 	for _, m := range gatewayMetrics {
 		c.gateway = append(c.gateway, prometheus.NewDesc(m.name, m.help, nil, nil))
@@ -130,10 +158,13 @@ func newCollector(s *Server) *collector {
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.closed, c.requests, c.notifies, c.calls, c.duration, c.info, c.ready, c.reloads, c.lastReload} {
+	for _, d := range []*prometheus.Desc{c.closed, c.requests, c.notifies, c.calls, c.duration, c.info, c.ready, c.reloads, c.lastReload, c.transportReplies, c.restarts} {
 		ch <- d
 	}
 	for _, d := range c.gateway {
+		ch <- d
+	}
+	for _, d := range c.transports {
 		ch <- d
 	}
 	for _, d := range c.plugins {
@@ -151,6 +182,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, float64(r.count(&stats)), r.reason)
 	}
 	c.replies(ch, "", stats.Replies, stats.Notifies)
+	for _, ts := range stats.Transports {
+		name := ts.Transport.String()
+		for i, m := range transportMetrics {
+			ch <- prometheus.MustNewConstMetric(c.transports[i], m.kind, m.value(&ts), name)
+		}
+		for _, r := range ts.Replies {
+			ch <- prometheus.MustNewConstMetric(c.transportReplies, prometheus.CounterValue, float64(r.Count), name, strconv.FormatUint(uint64(r.EC), 10))
+		}
+	}
 
 	for _, ps := range c.s.cfg.Gateway.PluginStats() {
 		for i, m := range pluginMetrics {
@@ -162,6 +202,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- c.histogram(ps.Name, ps.Duration)
 		p := c.s.plugin(ps.Root)
 		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, ps.Name, p.Version, ps.Root, p.SHA256)
+		if p.Restarts != nil {
+			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(p.Restarts()), ps.Name)
+		}
 	}
 	ok, _ := c.s.ready()
 	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, bit(ok))

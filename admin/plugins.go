@@ -25,6 +25,10 @@ type Plugin struct {
 	// whether it has failed for good. Nil for a plugin in the gateway's
 	// own process, which serves as long as the gateway does.
 	State func() (state string, failed bool)
+	// Restarts returns how many times the plugin's worker process was
+	// started again after the first; nil for a plugin in the gateway's own
+	// process.
+	Restarts func() uint64
 }
 
 func (p *Plugin) state() (string, bool) {

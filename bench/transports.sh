@@ -12,7 +12,12 @@
 # ratios are the medians of the per-round ratios. "other" is the CPU that
 # neither side used during the window (other processes), in CPUs.
 #
+# With BASE=REV, a gateway built from git revision REV serves HTTP too, and
+# each round loads it beside the others: the bridge's ratio before and
+# after a change, measured side by side in one run.
+#
 #   bench/transports.sh            # ROUNDS=5 SECS=5 by default
+#   BASE=main bench/transports.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-5}
@@ -52,6 +57,20 @@ for _ in $(seq 100); do
 	curl -sf "http://$http/calculator/value" >/dev/null && curl -sf "http://$floor/" >/dev/null && break
 	sleep 0.1
 done
+if [[ -n ${BASE:-} ]]; then
+	mkdir "$tmp/base"
+	git archive "$BASE" | tar -x -C "$tmp/base"
+	(cd "$tmp/base" && CGO_ENABLED=0 go build -o "$tmp/repe-gw-base" ./cmd/repe-gw)
+	basehttp=127.0.0.1:$(free_port)
+	taskset -c 0 env GOMAXPROCS=1 "$tmp/repe-gw-base" --plugin "$tmp/plugins/calculator.so" \
+		--addr 127.0.0.1:$(free_port) --http-addr "$basehttp" --log-level warn 2>"$tmp/base.log" &
+	gwb=$!
+	pids+=("$gwb")
+	for _ in $(seq 100); do
+		curl -sf "http://$basehttp/calculator/value" >/dev/null && break
+		sleep 0.1
+	done
+fi
 
 # repe prints: server µs/request, requests/s, other CPUs, errors.
 repe() {
@@ -81,7 +100,7 @@ http() {
 }
 
 printf 'round\tcase\tserver_us_per_req\treq_per_s\tother_cpus\terrors\n'
-declare -a tlsratio httpratio
+declare -a tlsratio httpratio baseratio
 for r in $(seq "$rounds"); do
 	if ((r % 2)); then
 		a=$(repe "$tcp") b=$(repe "$tls" --tls --cacert "$tmp/cert.pem")
@@ -97,8 +116,16 @@ for r in $(seq "$rounds"); do
 	fi
 	printf '%d\tnet/http floor\t%s\n%d\tHTTP bridge GET\t%s\n' "$r" "$a" "$r" "$b"
 	httpratio+=("$(awk -v a="${a%%$'\t'*}" -v b="${b%%$'\t'*}" 'BEGIN{printf "%.3f", b / a}')")
+	if [[ -n ${BASE:-} ]]; then
+		c=$(http "http://$basehttp/calculator/value" "$gwb")
+		printf '%d\tHTTP bridge GET, %s\t%s\n' "$r" "$BASE" "$c"
+		baseratio+=("$(awk -v a="${a%%$'\t'*}" -v c="${c%%$'\t'*}" 'BEGIN{printf "%.3f", c / a}')")
+	fi
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END{printf "%s (range %s to %s)", v[int((NR+1)/2)], v[1], v[NR]}'; }
 echo
 echo "TLS / TCP, server CPU per request: $(median "${tlsratio[@]}")"
 echo "HTTP bridge / net/http, server CPU per request: $(median "${httpratio[@]}")"
+if [[ -n ${BASE:-} ]]; then
+	echo "HTTP bridge at $BASE / net/http, server CPU per request: $(median "${baseratio[@]}")"
+fi

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/repe"
@@ -53,6 +54,8 @@ func Reserved(root string) bool {
 type Bridge struct {
 	srv *gateway.Server
 	cfg Config
+	// frames recycles the buffers of REST calls: request, then reply.
+	frames sync.Pool
 }
 
 // New returns the handler that serves srv's plugins over HTTP.
@@ -63,7 +66,7 @@ func New(srv *gateway.Server, cfg Config) *Bridge {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{srv: srv, cfg: cfg}
+	return &Bridge{srv: srv, cfg: cfg, frames: sync.Pool{New: func() any { return new([]byte) }}}
 }
 
 // ServeHTTP routes by path alone, without a ServeMux: two fixed paths, and

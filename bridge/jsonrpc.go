@@ -69,6 +69,7 @@ func (b *Bridge) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		bodyFailed(w, err)
 		return
 	}
 	body = bytes.TrimSpace(body)
@@ -136,7 +137,7 @@ func (b *Bridge) call(r *http.Request, raw json.RawMessage) *rpcResponse {
 		params, h.BodyFormat = req.Params, repe.BodyJSON
 	}
 	frame := repe.AppendMessage(nil, h, "/"+*req.Method, params)
-	out, _, err := b.srv.Do(r.Context(), remoteAddr(r), frame, nil)
+	out, _, err := b.srv.Do(r.Context(), gateway.TransportJSONRPC, remoteAddr(r.RemoteAddr), frame, nil)
 	switch {
 	case errors.Is(err, gateway.ErrRefused):
 		return failure(id, rpcInternalError, "send_error: the gateway is draining or at its connection limit; safe to retry")

@@ -4,9 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
+	"os"
 	"strconv"
 
 	"github.com/repe-gw/repe-gw/beve"
@@ -48,7 +47,8 @@ func (b *Bridge) serveREST(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err != nil {
-			return // the client went away
+			bodyFailed(w, err)
+			return
 		}
 	default:
 		w.Header().Set("Allow", "GET, PUT, POST")
@@ -59,8 +59,17 @@ func (b *Bridge) serveREST(w http.ResponseWriter, r *http.Request) {
 	if len(body) > 0 {
 		h.BodyFormat = repe.BodyJSON
 	}
-	req := repe.AppendMessage(nil, h, query, body)
-	out, origin, err := b.srv.Do(r.Context(), remoteAddr(r), req, nil)
+	// The request and then its reply in one recycled buffer: a call costs
+	// no allocation for either.
+	buf := b.frames.Get().(*[]byte)
+	req := repe.AppendMessage((*buf)[:0], h, query, body)
+	dst := req[len(req):]
+	out, origin, err := b.srv.Do(r.Context(), gateway.TransportHTTP, remoteAddr(r.RemoteAddr), req, dst)
+	if err == nil {
+		// Once Do has returned, the core holds neither; a call Do gave up
+		// on might, so its buffer is not reused.
+		defer b.recycle(buf, req, dst, out)
+	}
 	switch {
 	case errors.Is(err, gateway.ErrRefused):
 		writeError(w, http.StatusServiceUnavailable, repe.SendError, "the gateway is draining or at its connection limit; safe to retry")
@@ -81,6 +90,24 @@ func (b *Bridge) serveREST(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeBody(w, r, m)
+}
+
+// maxRecycled bounds the buffers kept for calls: a rare large call should
+// not pin its memory.
+const maxRecycled = 64 << 10
+
+// recycle keeps the buffer of a call for the next: the one that holds req
+// and, when it fitted after it, the reply out; else the one the reply grew.
+func (b *Bridge) recycle(buf *[]byte, req, dst, out []byte) {
+	switch {
+	case cap(out) == cap(dst): // the reply fitted: no new array
+		*buf = req[:0]
+	case cap(out) <= maxRecycled:
+		*buf = out[:0]
+	default:
+		*buf = nil
+	}
+	b.frames.Put(buf)
 }
 
 // statusOf is the HTTP status of a REPE error: the gateway's own errors by
@@ -119,15 +146,15 @@ func statusOf(ec repe.ErrorCode, origin gateway.Origin) int {
 // is, BEVE as JSON unless the client accepts BEVE, UTF-8 as text and
 // anything else as bytes.
 func writeBody(w http.ResponseWriter, r *http.Request, m repe.Message) {
-	body, kind := m.Body(), "application/octet-stream"
+	body, kind := m.Body(), typeBytes
 	switch m.BodyFormat() {
 	case repe.BodyJSON:
-		kind = "application/json"
+		kind = typeJSON
 	case repe.BodyUTF8:
-		kind = "text/plain; charset=utf-8"
+		kind = typeText
 	case repe.BodyBEVE:
 		if acceptsBEVE(r) {
-			kind = mediaBEVE
+			kind = typeBEVE
 			break
 		}
 		j, err := beve.AppendJSON(nil, body)
@@ -135,11 +162,21 @@ func writeBody(w http.ResponseWriter, r *http.Request, m repe.Message) {
 			writeError(w, http.StatusBadGateway, repe.ParseError, "the plugin's BEVE reply does not convert to JSON: "+err.Error())
 			return
 		}
-		body, kind = j, "application/json"
+		body, kind = j, typeJSON
 	}
-	w.Header().Set("Content-Type", kind)
+	w.Header()["Content-Type"] = kind
 	_, _ = w.Write(body)
 }
+
+// The Content-Type values of replies, shared rather than made per reply
+// as Header.Set makes them: net/http only reads them, and an Add to one
+// (len == cap) appends to a copy.
+var (
+	typeJSON  = []string{"application/json"}
+	typeText  = []string{"text/plain; charset=utf-8"}
+	typeBEVE  = []string{mediaBEVE}
+	typeBytes = []string{"application/octet-stream"}
+)
 
 func acceptsBEVE(r *http.Request) bool {
 	for _, v := range r.Header.Values("Accept") {
@@ -150,6 +187,15 @@ func acceptsBEVE(r *http.Request) bool {
 	return false
 }
 
+// bodyFailed answers a request whose body could not be read: 408 when the
+// client took longer than the listener's read timeout, which then closes
+// the connection; nothing when the client went away.
+func bodyFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		writeError(w, http.StatusRequestTimeout, repe.Timeout, "the request's body did not arrive within the HTTP read timeout")
+	}
+}
+
 func writeError(w http.ResponseWriter, status int, ec repe.ErrorCode, msg string) {
 	b, _ := json.Marshal(errorBody{EC: uint32(ec), Name: ec.Name(), Message: msg})
 	w.Header().Set("Content-Type", "application/json")
@@ -157,12 +203,10 @@ func writeError(w http.ResponseWriter, status int, ec repe.ErrorCode, msg string
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// remoteAddr is the HTTP client's address, for the core's per-address
-// connection limit: net/http gives IP:port, parsed without the resolver.
-func remoteAddr(r *http.Request) net.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return nil
-	}
-	return net.TCPAddrFromAddrPort(ap)
-}
+// remoteAddr is the HTTP client's address, IP:port as net/http gives it,
+// for the core's logs and per-address connection limit. It is taken as it
+// is: parsing and formatting it again would cost a call five allocations.
+type remoteAddr string
+
+func (a remoteAddr) Network() string { return "tcp" }
+func (a remoteAddr) String() string  { return string(a) }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -23,7 +24,7 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(readLimit(b.cfg.MaxMessageSize))
 	// ServeConn returns when the connection closes, so the request's
 	// context lives as long as the WebSocket.
-	b.srv.ServeConn(frameConn{websocket.NetConn(r.Context(), c, websocket.MessageBinary)})
+	b.srv.ServeConn(frameConn{websocket.NetConn(r.Context(), c, websocket.MessageBinary)}, gateway.TransportWebSocket)
 }
 
 // readLimit is the longest message read: one frame of the largest size.

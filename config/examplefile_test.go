@@ -72,9 +72,11 @@ func TestExampleFile(t *testing.T) {
 			Addr:    ptr(gateway.DefaultAddr),
 			TLSAddr: ptr("127.0.0.1:5443"), // no default, which is none: the file shows one
 			TLSCert: ptr("../tls/server.crt"), TLSKey: ptr("../tls/server.key"),
-			TLSClientCA: ptr("../tls/clients-ca.crt"),
-			HTTPAddr:    ptr("127.0.0.1:8080"), // likewise
-			ReusePort:   ptr(false),
+			TLSClientCA:     ptr("../tls/clients-ca.crt"),
+			HTTPAddr:        ptr("127.0.0.1:8080"), // likewise
+			HTTPReadTimeout: ptr(DefaultHTTPReadTimeout), HTTPIdleTimeout: ptr(DefaultHTTPIdleTimeout),
+			HTTPMaxHeaderSize: ptr(uint64(DefaultHTTPMaxHeaderSize)),
+			ReusePort:         ptr(false),
 		}, f.Listen)
 		assert.Equal(t, DefaultShutdownTimeout, *f.Limits.ShutdownTimeout)
 		assert.Equal(t, time.Duration(0), *f.Limits.ShutdownDelay)

@@ -49,6 +49,16 @@ type Listen struct {
 	// HTTPAddr is an address, HOST:PORT, that serves HTTP: REPE frames
 	// over a WebSocket at GET /repe. Default: none.
 	HTTPAddr *string `key:"http_addr"`
+	// HTTPReadTimeout bounds the reading of one HTTP request, headers and
+	// body; 0 is never. Default DefaultHTTPReadTimeout. A WebSocket, once
+	// upgraded, has the REPE limits instead.
+	HTTPReadTimeout *time.Duration `key:"http_read_timeout"`
+	// HTTPIdleTimeout closes a keep-alive HTTP connection that waits this
+	// long for its next request; 0 is never. Default DefaultHTTPIdleTimeout.
+	HTTPIdleTimeout *time.Duration `key:"http_idle_timeout"`
+	// HTTPMaxHeaderSize bounds an HTTP request's headers, in bytes: 1KiB
+	// to 64MiB. Default DefaultHTTPMaxHeaderSize.
+	HTTPMaxHeaderSize *uint64 `key:"http_max_header_size"`
 	// ReusePort lets another process listen on Addr too (SO_REUSEPORT),
 	// for an upgrade without downtime. Default false.
 	ReusePort *bool `key:"reuse_port"`
@@ -247,13 +257,20 @@ type Plugin struct {
 // gateway.Config.
 const (
 	DefaultShutdownTimeout = 15 * time.Second
-	DefaultLogLevel        = slog.LevelInfo
-	DefaultLogFormat       = "text"
-	DefaultMode            = ModeInProcess
-	DefaultBackoffMin      = 100 * time.Millisecond
-	DefaultBackoffMax      = 30 * time.Second
-	DefaultMaxFailures     = 5
-	DefaultFailureWindow   = time.Minute
+	// DefaultHTTPReadTimeout gives a request of the REPE maximum, 64MiB,
+	// about 9 Mbit/s; a client slower than that, or one that stalls, is cut
+	// off rather than holding its connection.
+	DefaultHTTPReadTimeout = time.Minute
+	DefaultHTTPIdleTimeout = 2 * time.Minute
+	// DefaultHTTPMaxHeaderSize is net/http's own default.
+	DefaultHTTPMaxHeaderSize = 1 << 20
+	DefaultLogLevel          = slog.LevelInfo
+	DefaultLogFormat         = "text"
+	DefaultMode              = ModeInProcess
+	DefaultBackoffMin        = 100 * time.Millisecond
+	DefaultBackoffMax        = 30 * time.Second
+	DefaultMaxFailures       = 5
+	DefaultFailureWindow     = time.Minute
 )
 
 // Bounds of the values, the same whether they come from the file, a flag or

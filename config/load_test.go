@@ -314,7 +314,7 @@ func TestLoadErrors(t *testing.T) {
 			`2:3: limits: unknown key "max_con": did you mean max_conns?`,
 		}},
 		{"unknown key, nothing near", "listen:\n  port: 5099\n", []string{
-			`2:3: listen: unknown key "port": want one of addr, tls_addr, tls_cert, tls_key, tls_client_ca, http_addr, reuse_port`,
+			`2:3: listen: unknown key "port": want one of addr, tls_addr, tls_cert, tls_key, tls_client_ca, http_addr, http_read_timeout, http_idle_timeout, http_max_header_size, reuse_port`,
 		}},
 		{"unknown top-level key", "tls: {}\n", []string{
 			`1:1: the file: unknown key "tls": want one of listen, limits, log, admin, security, state, defaults, plugins`,

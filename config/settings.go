@@ -148,6 +148,12 @@ var settings = []setting{
 	pathSetting("listen.tls_key", "tls-key", func(s sections) **string { return &s.listen.TLSKey }),
 	pathSetting("listen.tls_client_ca", "tls-client-ca", func(s sections) **string { return &s.listen.TLSClientCA }),
 	textSetting("listen.http_addr", "http-addr", func(s sections) **string { return &s.listen.HTTPAddr }, checked(checkAddr)),
+	durationSetting("listen.http_read_timeout", "http-read-timeout",
+		func(s sections) **time.Duration { return &s.listen.HTTPReadTimeout }, atLeastZero("never")),
+	durationSetting("listen.http_idle_timeout", "http-idle-timeout",
+		func(s sections) **time.Duration { return &s.listen.HTTPIdleTimeout }, atLeastZero("never")),
+	sizeSetting("listen.http_max_header_size", "http-max-header-size",
+		func(s sections) **uint64 { return &s.listen.HTTPMaxHeaderSize }, 1<<10, repe.DefaultMaxMessageSize),
 	boolSetting("listen.reuse_port", "reuse-port", func(s sections) **bool { return &s.listen.ReusePort }),
 
 	sizeSetting("limits.max_message_size", "max-message-size",

@@ -148,9 +148,10 @@ func (r *inlineRun) end(now func() int64) {
 	lt := &l.tally[r.tally.slot]
 	if r.ok > 0 {
 		lt.replies[repe.OK].Add(uint64(r.ok))
+		r.tally.replies[repe.OK].Add(uint64(r.ok))
 	}
 	if r.notifies > 0 {
-		lt.notifies.Add(uint64(r.notifies))
+		r.tally.notify(lt, r.notifies)
 	}
 	lt.calls(r.calls, ns, true)
 	l.leave()
@@ -321,7 +322,7 @@ loop:
 			case replyEC(out[before:]) == 0:
 				run.ok++
 			default:
-				l.tally[cs.loop.tally.slot].reply(replyEC(out[before:]))
+				cs.loop.tally.reply(&l.tally[cs.loop.tally.slot], replyEC(out[before:]))
 			}
 			done += n
 		default:
@@ -369,14 +370,14 @@ loop:
 // when only the id is known.
 func (cs *conn) answerOwn(out, frame []byte, id uint64, ec repe.ErrorCode, msg string, notify bool) []byte {
 	s := cs.srv
-	t := &s.gwTally[cs.loop.tally.slot]
+	t, lt := cs.loop.tally, &s.gwTally[cs.loop.tally.slot]
 	before := len(out)
 	if notify {
-		t.notifies.Add(1)
+		t.notify(lt, 1)
 	} else {
 		out = repe.AppendError(out, id, ec, msg)
 		cs.made.Add(1)
-		t.reply(uint32(ec))
+		t.reply(lt, uint32(ec))
 	}
 	if s.timeCalls {
 		if frame == nil {
@@ -392,7 +393,7 @@ func (cs *conn) answerOwn(out, frame []byte, id uint64, ec repe.ErrorCode, msg s
 func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 	s, w := cs.srv, cs.w
 	t := cs.loop.tally
-	j.lane.tally[t.slot].countReplies(j.countDirect(t))
+	t.countReplies(&j.lane.tally[t.slot], j.countDirect(t))
 	if len(j.reply.B) > largeReply {
 		// Written apart rather than copied into the batch first.
 		if len(out) > 0 {
@@ -535,7 +536,7 @@ func (cs *conn) handOff(routes *router, l *lane, b []byte) int {
 		taken += n
 	}
 	if notifies > 0 {
-		l.tally[cs.loop.tally.slot].notifies.Add(uint64(notifies))
+		cs.loop.tally.notify(&l.tally[cs.loop.tally.slot], notifies)
 	}
 	j.req.B = append(j.req.B, b[:taken]...)
 	cs.job = j

@@ -252,7 +252,7 @@ func (j *job) countDirect(t *tally) []byte {
 	}
 	lt := &j.lane.tally[t.slot]
 	for _, ec := range d.ecs {
-		lt.reply(ec)
+		t.reply(lt, ec)
 	}
 	t.bytesOut.Add(uint64(d.bytes))
 	t.bytesDirect.Add(uint64(d.bytes))

@@ -131,7 +131,7 @@ func (cs *conn) continueIntake() action {
 		t := cs.loop.tally
 		t.bytesIn.Add(uint64(len(j.req.B)))
 		if repe.Message(j.req.B).Notify() {
-			j.lane.tally[t.slot].notifies.Add(1)
+			t.notify(&j.lane.tally[t.slot], 1)
 		}
 		cs.job = j
 		j.lane.submit(j)

@@ -109,6 +109,13 @@ func (in introspection) stats() gwapi.Stats {
 		"max_conns": st.MaxConnsRefused, "max_conns_per_ip": st.PerIPRefused,
 	}
 	v.BytesIn, v.BytesOut, v.Replies = st.BytesIn, st.BytesOut, byEC(st.Replies)
+	v.Transports = make(map[string]gwapi.TransportStats, len(st.Transports))
+	for _, t := range st.Transports {
+		v.Transports[t.Transport.String()] = gwapi.TransportStats{
+			Accepted: t.Accepted, Open: t.Open, Closed: t.Closed, Replies: byEC(t.Replies),
+			Notifies: t.Notifies, BytesIn: t.BytesIn, BytesOut: t.BytesOut,
+		}
+	}
 	for _, p := range in.s.PluginStats() {
 		v.Plugins = append(v.Plugins, gwapi.PluginStats{
 			Name: p.Name, Root: p.Root, Replies: byEC(p.Replies), Notifies: p.Notifies,

@@ -32,24 +32,51 @@ var ErrRefused = errors.New("gateway: the server is draining or at its connectio
 
 // Do serves the request frame req, from a client at remote, through the
 // dispatch core as a connection of its own that carries this one request,
-// and appends its reply to dst: nothing for a notify. Origin says whether a
-// plugin or the gateway wrote the reply. req must be one whole frame; the
-// core answers it as it would on TCP. When ctx ends first, Do returns its
+// counted as one of transport t, and appends its reply to dst: nothing for
+// a notify. Origin says whether a plugin or the gateway wrote the reply.
+// req must be one whole frame; the core answers it as it would on TCP. When ctx ends first, Do returns its
 // error and the call, if running, finishes unseen.
-func (s *Server) Do(ctx context.Context, remote net.Addr, req, dst []byte) ([]byte, Origin, error) {
-	cs := s.newConn(remote)
-	if !s.admit(cs, func() *loop { return newLoop(s.streamTally) }) {
+func (s *Server) Do(ctx context.Context, t Transport, remote net.Addr, req, dst []byte) ([]byte, Origin, error) {
+	// The connection, its wire and the reference to it in one allocation;
+	// the loop, only ever used by the goroutine that serves, is recycled.
+	o := &oneshot{}
+	cs, w := &o.cs, &o.w
+	s.initConn(cs, remote)
+	if !s.admit(cs, func() *loop { return s.oneshotLoop(t) }) {
 		return dst, OriginGateway, ErrRefused
 	}
-	w := &oneshotWire{in: req, out: dst, kick: make(chan struct{}, 1)}
-	cs.setWire(w)
+	w.in, w.out, w.kick = req, dst, make(chan struct{}, 1)
+	o.ref.w = w
+	cs.w = w
+	cs.wakeRef.Store(&o.ref)
 	err := w.run(ctx, cs)
 	s.closed(cs, nil)
+	if cs.loop.run.l == nil {
+		s.oneshotLoops.Put(cs.loop)
+	}
 	origin := OriginPlugin
 	if cs.made.Load() > 0 {
 		origin = OriginGateway
 	}
 	return w.out, origin, err
+}
+
+// oneshot is what a one-shot call needs of its own.
+type oneshot struct {
+	cs  conn
+	w   oneshotWire
+	ref wireRef
+}
+
+// oneshotLoop returns a loop for a one-shot call of transport t, recycled
+// with the reply buffer it grew.
+func (s *Server) oneshotLoop(t Transport) *loop {
+	l, _ := s.oneshotLoops.Get().(*loop)
+	if l == nil {
+		return newLoop(s.streamTallies[t])
+	}
+	l.tally, l.run.tally = s.streamTallies[t], s.streamTallies[t]
+	return l
 }
 
 // oneshotWire is one request frame as the core sees a connection: its

@@ -45,7 +45,7 @@ func TestDo(t *testing.T) {
 		{"a deadline", gatewaytest.Request(7, "/gw/nap", "1000"), repe.Timeout, "", gateway.OriginGateway},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, origin, err := srv.Do(ctx, oneshotRemote, tc.req, nil)
+			out, origin, err := srv.Do(ctx, gateway.TransportHTTP, oneshotRemote, tc.req, nil)
 			require.NoError(t, err)
 			m := repe.Message(out)
 			require.GreaterOrEqual(t, len(out), repe.HeaderSize)
@@ -59,13 +59,13 @@ func TestDo(t *testing.T) {
 		})
 	}
 
-	out, _, err := srv.Do(ctx, oneshotRemote, gatewaytest.Notify("/calculator/set_value", "1"), []byte("kept"))
+	out, _, err := srv.Do(ctx, gateway.TransportHTTP, oneshotRemote, gatewaytest.Notify("/calculator/set_value", "1"), []byte("kept"))
 	require.NoError(t, err)
 	assert.Equal(t, "kept", string(out), "a notify gets no reply")
 
 	short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancelShort()
-	_, _, err = srv.Do(short, oneshotRemote, gatewaytest.Request(8, "/gw/nap", "50"), nil)
+	_, _, err = srv.Do(short, gateway.TransportHTTP, oneshotRemote, gatewaytest.Request(8, "/gw/nap", "50"), nil)
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "the caller gave up first")
 }
 
@@ -76,7 +76,7 @@ func TestDoRefusedWhileDraining(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), gatewaytest.Timeout)
 	defer cancel()
 	require.NoError(t, srv.Shutdown(ctx))
-	_, origin, err := srv.Do(ctx, oneshotRemote, gatewaytest.Request(1, "/calculator/value", ""), nil)
+	_, origin, err := srv.Do(ctx, gateway.TransportHTTP, oneshotRemote, gatewaytest.Request(1, "/calculator/value", ""), nil)
 	assert.ErrorIs(t, err, gateway.ErrRefused)
 	assert.Equal(t, gateway.OriginGateway, origin)
 }

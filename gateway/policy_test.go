@@ -39,6 +39,8 @@ func TestDeadline(t *testing.T) {
 	st := srv.PluginStats()[0]
 	assert.Equal(t, uint64(1), st.Timeouts)
 	assert.Equal(t, 1, st.Stuck)
+	assert.Equal(t, uint64(2), st.Duration.Count(), "the call that timed out is timed, at its deadline")
+	assert.GreaterOrEqual(t, st.Duration.Sum, 100*time.Millisecond)
 	require.Eventually(t, func() bool { return srv.PluginStats()[0].Late == 1 }, gatewaytest.Timeout, 10*time.Millisecond)
 	assert.Zero(t, srv.PluginStats()[0].Stuck)
 }

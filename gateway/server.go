@@ -66,13 +66,17 @@ type Server struct {
 	wakeMu  sync.RWMutex
 	stopped bool
 
-	jobs        sync.WaitGroup // requests running on workers or handed over
-	jobPool     sync.Pool
-	stats       counters
-	timeCalls   bool // the access log or the slow-call log is on
-	slowCallLog lograte.Limiter
-	streamTally *tally       // the stream connections' byte counts; gnet loops keep their own
-	handshakes  atomic.Int64 // TLS handshakes in ServeConn, before admission
+	jobs    sync.WaitGroup // requests running on workers or handed over
+	jobPool sync.Pool
+	// oneshotLoops recycles the loops of Do's calls (oneshot.go).
+	oneshotLoops sync.Pool
+	stats        counters
+	timeCalls    bool // the access log or the slow-call log is on
+	slowCallLog  lograte.Limiter
+	// streamTallies count the stream connections of each transport; gnet
+	// loops keep their own.
+	streamTallies [numTransports]*tally
+	handshakes    atomic.Int64 // TLS handshakes in ServeConn, before admission
 	// gwTally counts the replies no plugin made, and the gateway's own
 	// root's, one slot per event loop as a lane's (tally.go).
 	gwTally     []laneTally
@@ -125,7 +129,9 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 	s.routes.Store(r)
 	s.hooks = newHookChain(cfg.Hooks)
 	s.timeCalls = cfg.AccessLog || cfg.SlowCall > 0 || s.hooks != nil && s.hooks.observes
-	s.streamTally = newTally(s.streamSlot())
+	for t := range s.streamTallies {
+		s.streamTallies[t] = newTally(s.streamSlot(), Transport(t))
+	}
 	return s, nil
 }
 
@@ -262,7 +268,7 @@ func (s *Server) loopLocked(el gnet.EventLoop) *loop {
 		// gnet runs EventLoops loops, each with a slot of its own; should it
 		// run more, the extra ones share the stream connections' slot,
 		// which is only slower.
-		l = newLoop(newTally(min(len(s.loops), s.streamSlot())))
+		l = newLoop(newTally(min(len(s.loops), s.streamSlot()), TransportTCP))
 		s.loops[el] = l
 	}
 	return l
@@ -276,11 +282,17 @@ func (s *Server) connCount() int {
 
 // newConn returns the core's state for a connection from remote.
 func (s *Server) newConn(remote net.Addr) *conn {
-	cs := &conn{srv: s, remote: addrString(remote)}
+	cs := &conn{}
+	s.initConn(cs, remote)
+	return cs
+}
+
+// initConn makes the zero cs the state of a connection from remote.
+func (s *Server) initConn(cs *conn, remote net.Addr) {
+	cs.srv, cs.remote = s, addrString(remote)
 	if s.cfg.MaxConnsPerIP > 0 {
 		cs.ip = ipString(remote)
 	}
-	return cs
 }
 
 // admit counts cs among the server's connections, or refuses it: while
@@ -328,8 +340,10 @@ func (s *Server) admit(cs *conn, loop func() *loop) bool {
 	if s.cfg.IdleTimeout > 0 {
 		cs.idleSince.Store(s.clock.Load())
 	}
-	s.stats.accepted.Add(1)
-	s.log.Debug("connection opened", "remote", cs.remote)
+	s.stats.accepted[cs.loop.tally.transport].Add(1)
+	if s.debug() {
+		s.log.Debug("connection opened", "remote", cs.remote)
+	}
 	return true
 }
 
@@ -351,7 +365,7 @@ func (s *Server) closed(cs *conn, err error) {
 		cs.intake.free() // never handed to a worker
 		cs.intake = nil
 	}
-	s.stats.closedBy[cs.why.Load()].Add(1)
+	s.stats.closedBy[cs.loop.tally.transport][cs.why.Load()].Add(1)
 	s.mu.Lock()
 	delete(s.conns, cs)
 	if cs.ip != "" {
@@ -360,12 +374,19 @@ func (s *Server) closed(cs *conn, err error) {
 		}
 	}
 	s.mu.Unlock()
-	if err != nil && !errors.Is(err, io.EOF) {
+	switch {
+	case !s.debug():
+	case err != nil && !errors.Is(err, io.EOF):
 		s.log.Debug("connection closed", "remote", cs.remote, "error", err)
-	} else {
+	default:
 		s.log.Debug("connection closed", "remote", cs.remote)
 	}
 }
+
+// debug reports whether debug logs are on: a connection's open and close
+// are logged only then, since making the arguments of a log call costs
+// an allocation each, which a one-shot call (Do) pays per request.
+func (s *Server) debug() bool { return s.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // addrString formats a peer's address for logs; nil (a peer already gone)
 // gives "".
@@ -376,10 +397,15 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// ipString returns the IP address of a, the key of the per-address limit.
+// ipString returns the IP address of a, the key of the per-address limit:
+// the host of an address that is HOST:PORT, or the whole address.
 func ipString(a net.Addr) string {
 	if t, ok := a.(*net.TCPAddr); ok {
 		return t.IP.String()
 	}
-	return addrString(a)
+	s := addrString(a)
+	if host, _, err := net.SplitHostPort(s); err == nil {
+		return host
+	}
+	return s
 }

@@ -50,13 +50,16 @@ type Stats struct {
 	// the notifies to paths no plugin owns.
 	Replies  []ECCount
 	Notifies uint64
+	// Transports counts each transport's connections, requests and bytes,
+	// one entry per Transport in its order.
+	Transports []TransportStats
 }
 
 // counters are the atomics behind Stats that are written only on rare
 // events; the rest are in the tallies (tally.go).
 type counters struct {
-	accepted        atomic.Uint64
-	closedBy        [closeReasons]atomic.Uint64
+	accepted        [numTransports]atomic.Uint64
+	closedBy        [numTransports][closeReasons]atomic.Uint64
 	maxConnsRefused atomic.Uint64
 	perIPRefused    atomic.Uint64
 }
@@ -64,28 +67,39 @@ type counters struct {
 // Stats returns the server's counts so far. It sums the counts of every
 // event loop: call it for a scrape, not per request.
 func (s *Server) Stats() Stats {
-	tallies := s.tallies()
+	var why [closeReasons]uint64
+	var closed [numTransports]uint64
+	for t := range s.stats.closedBy {
+		for r := range why {
+			n := s.stats.closedBy[t][r].Load()
+			why[r] += n
+			closed[t] += n
+		}
+	}
 	gw := sumLane(s.gwTally)
 	st := Stats{
-		Accepted:        s.stats.accepted.Load(),
 		Open:            s.connCount(),
-		ClientCloses:    s.stats.closedBy[closedByClient].Load(),
-		BadFrames:       s.stats.closedBy[closedBadFrame].Load(),
-		SlowConsumers:   s.stats.closedBy[closedSlowConsumer].Load(),
-		Floods:          s.stats.closedBy[closedFlood].Load(),
-		ReadTimeouts:    s.stats.closedBy[closedReadTimeout].Load(),
-		IdleTimeouts:    s.stats.closedBy[closedIdleTimeout].Load(),
-		ShutdownCloses:  s.stats.closedBy[closedShutdown].Load(),
-		FailedCalls:     s.stats.closedBy[closedCallFailed].Load(),
-		Panics:          s.stats.closedBy[closedPanic].Load(),
+		ClientCloses:    why[closedByClient],
+		BadFrames:       why[closedBadFrame],
+		SlowConsumers:   why[closedSlowConsumer],
+		Floods:          why[closedFlood],
+		ReadTimeouts:    why[closedReadTimeout],
+		IdleTimeouts:    why[closedIdleTimeout],
+		ShutdownCloses:  why[closedShutdown],
+		FailedCalls:     why[closedCallFailed],
+		Panics:          why[closedPanic],
 		MaxConnsRefused: s.stats.maxConnsRefused.Load(),
 		PerIPRefused:    s.stats.perIPRefused.Load(),
 		Replies:         gw.replies,
 		Notifies:        gw.notifies,
+		Transports:      s.transportStats(&closed),
 	}
-	for _, t := range tallies {
-		st.BytesIn += t.bytesIn.Load()
-		st.BytesOut += t.bytesOut.Load()
+	for _, ts := range st.Transports {
+		st.Accepted += ts.Accepted
+		st.BytesIn += ts.BytesIn
+		st.BytesOut += ts.BytesOut
+	}
+	for _, t := range s.tallies() {
 		st.DirectBytes += t.bytesDirect.Load()
 	}
 	return st

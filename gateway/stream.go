@@ -66,7 +66,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		go s.ServeConn(nc)
+		go s.ServeConn(nc, transportOf(nc))
 	}
 }
 
@@ -78,10 +78,10 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-// ServeConn serves REPE on nc until it closes, and closes it. It returns
-// at once when the server refuses the connection (draining, or over a
-// connection limit).
-func (s *Server) ServeConn(nc net.Conn) {
+// ServeConn serves REPE on nc until it closes, and closes it, counting it
+// as a connection of transport t. It returns at once when the server
+// refuses the connection (draining, or over a connection limit).
+func (s *Server) ServeConn(nc net.Conn, t Transport) {
 	identity, ok := s.handshake(nc)
 	if !ok {
 		_ = nc.Close()
@@ -89,7 +89,7 @@ func (s *Server) ServeConn(nc net.Conn) {
 	}
 	cs := s.newConn(nc.RemoteAddr())
 	cs.tlsIdentity = identity
-	if !s.admit(cs, func() *loop { return newLoop(s.streamTally) }) {
+	if !s.admit(cs, func() *loop { return newLoop(s.streamTallies[t]) }) {
 		_ = nc.Close()
 		return
 	}
@@ -163,7 +163,7 @@ func (s *Server) serveStream(cs *conn, nc net.Conn, rest []byte, eof bool) {
 	w := &streamWire{nc: nc, cs: cs, in: rest, kick: make(chan struct{}, 1)}
 	w.room.L = &w.mu
 	// A connection handed over from gnet leaves its event loop's state.
-	cs.loop = newLoop(s.streamTally)
+	cs.loop = newLoop(s.streamTallies[cs.loop.tally.transport])
 	cs.setWire(w)
 	if eof {
 		w.readErr = io.EOF

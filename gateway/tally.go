@@ -41,12 +41,17 @@ var durBounds = []time.Duration{
 // durBuckets is len(durBounds)+1: the last bucket is over every bound.
 const durBuckets = 23
 
-// tally is the byte counts of one gnet event loop, or of all stream
-// connections, and the slot they count in, in every lane's counters.
+// tally is the counts of one gnet event loop, or of all stream
+// connections of one transport, and the slot they count in, in every
+// lane's counters. It counts replies by ec again, apart from the lanes,
+// so that a transport's counts survive the reload that removes a lane.
 type tally struct {
-	slot     int
-	bytesIn  atomic.Uint64
-	bytesOut atomic.Uint64
+	slot      int
+	transport Transport
+	bytesIn   atomic.Uint64
+	bytesOut  atomic.Uint64
+	notifies  atomic.Uint64
+	replies   [ecSlots]atomic.Uint64
 	// bytesDirect is the part of bytesOut that workers wrote themselves,
 	// from the plugins' buffers (direct.go).
 	bytesDirect atomic.Uint64
@@ -64,18 +69,30 @@ type laneTally struct {
 	_        [64]byte
 }
 
-func newTally(slot int) *tally { return &tally{slot: slot} }
+func newTally(slot int, t Transport) *tally { return &tally{slot: slot, transport: t} }
 
 // newLaneTallies returns the counters of one lane: a slot for each gnet
 // event loop and one for the stream connections.
 func (s *Server) newLaneTallies() []laneTally { return make([]laneTally, s.cfg.EventLoops+1) }
 
-// streamSlot is the slot of the stream connections in every lane's
-// counters.
+// streamSlot is the slot of the stream connections, of every transport, in
+// every lane's counters.
 func (s *Server) streamSlot() int { return s.cfg.EventLoops }
 
 // reply counts a reply with code ec.
 func (lt *laneTally) reply(ec uint32) { lt.replies[min(ec, ecSlots-1)].Add(1) }
+
+// reply counts a reply with code ec in lt and in the transport's counts.
+func (t *tally) reply(lt *laneTally, ec uint32) {
+	lt.reply(ec)
+	t.replies[min(ec, ecSlots-1)].Add(1)
+}
+
+// notify counts n notifies in lt and in the transport's counts.
+func (t *tally) notify(lt *laneTally, n int) {
+	lt.notifies.Add(uint64(n))
+	t.notifies.Add(uint64(n))
+}
 
 // calls counts n calls that took ns in all.
 func (lt *laneTally) calls(n int, ns int64, inline bool) {
@@ -104,14 +121,15 @@ func durBucket(ns int64) int {
 // replyEC returns the error code of the reply that starts at b.
 func replyEC(b []byte) uint32 { return binary.LittleEndian.Uint32(b[44:48]) }
 
-// countReplies counts the replies framed back to back in b.
-func (lt *laneTally) countReplies(b []byte) {
+// countReplies counts the replies framed back to back in b in lt and in
+// the transport's counts.
+func (t *tally) countReplies(lt *laneTally, b []byte) {
 	for len(b) >= repe.HeaderSize {
 		n := repe.Message(b).Length()
 		if n < repe.HeaderSize || n > uint64(len(b)) {
 			return
 		}
-		lt.reply(replyEC(b))
+		t.reply(lt, replyEC(b))
 		b = b[n:]
 	}
 }
@@ -173,16 +191,16 @@ func sumLane(slots []laneTally) laneSums {
 	return s
 }
 
-// tallies returns the byte counts of every event loop, and of the stream
-// connections.
+// tallies returns the counts of every event loop, and of the stream
+// connections of every transport.
 func (s *Server) tallies() []*tally {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*tally, 0, len(s.loops)+1)
+	out := make([]*tally, 0, len(s.loops)+len(s.streamTallies))
 	for _, l := range s.loops {
 		out = append(out, l.tally)
 	}
-	return append(out, s.streamTally)
+	return append(out, s.streamTallies[:]...)
 }
 
 // Why a connection closed: the reasons the core or a transport gives, set

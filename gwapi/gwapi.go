@@ -28,6 +28,21 @@ type Stats struct {
 	BytesOut    uint64            `json:"bytes_out"`
 	Replies     map[string]uint64 `json:"replies"` // the gateway's own
 	Plugins     []PluginStats     `json:"plugins"`
+	// Transports counts each transport's traffic, keyed by its name: tcp,
+	// tls, websocket, http, jsonrpc.
+	Transports map[string]TransportStats `json:"transports"`
+}
+
+// TransportStats counts one transport's connections (for http and
+// jsonrpc, its calls), replies by ec, notifies and bytes.
+type TransportStats struct {
+	Accepted uint64            `json:"accepted"`
+	Open     uint64            `json:"open"`
+	Closed   uint64            `json:"closed"`
+	Replies  map[string]uint64 `json:"replies"`
+	Notifies uint64            `json:"notifies"`
+	BytesIn  uint64            `json:"bytes_in"`
+	BytesOut uint64            `json:"bytes_out"`
 }
 
 // Connections counts connections: Closed by why they closed.

@@ -76,6 +76,7 @@ func adminPlugins(plugins []loaded) []admin.Plugin {
 		if l.isolated != nil {
 			ap.Mode = string(config.ModeIsolated)
 			ap.State = isolatedState(l.isolated)
+			ap.Restarts = isolatedRestarts(l.isolated)
 		}
 		out = append(out, ap)
 	}

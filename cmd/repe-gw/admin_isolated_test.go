@@ -63,3 +63,33 @@ func TestAdminRequiredPluginFails(t *testing.T) {
 	c.Send(gatewaytest.Request(2, "/calculator/value", ""))
 	assert.Equal(t, repe.OK, c.Next().EC(), "the other plugins serve on")
 }
+
+// TestAdminWorkerRestarts: each restart of an isolated plugin's worker is
+// counted in /metrics; an in-process plugin has no such series.
+func TestAdminWorkerRestarts(t *testing.T) {
+	bin := buildGateway(t)
+	dir := t.TempDir()
+	crash, err := plugintest.BuildTo(dir, plugintest.RepoPath("isolate/testdata/crashplugin.c"))
+	require.NoError(t, err)
+	conf := filepath.Join(dir, "repe-gw.yaml")
+	require.NoError(t, os.WriteFile(conf, fmt.Appendf(nil, `plugins:
+  - path: %s
+    mode: isolated
+`, crash), 0o600))
+	g, admin := startAdminGateway(t, bin, "--config", conf, "--plugin", gatewaytest.Calculator(t))
+	restarts := func() float64 {
+		return metricValue(t, scrapeMetrics(t, admin), "repe_gw_worker_restarts_total", map[string]string{"plugin": "crashplugin"})
+	}
+	assert.Zero(t, restarts())
+
+	c := g.dial(t)
+	for i := range 2 {
+		c.Send(gatewaytest.Request(uint64(i), "/crash/segv", ""))
+		assert.Equal(t, repe.ConnectionFailure, c.Next().EC())
+		require.Eventually(t, func() bool { return restarts() == float64(i+1) }, gatewaytest.Timeout, time.Millisecond,
+			"restart %d counted", i+1)
+	}
+	for _, s := range scrapeMetrics(t, admin)["repe_gw_worker_restarts_total"].Metric {
+		assert.Equal(t, "crashplugin", s.Label[0].GetValue(), "only isolated plugins have the series")
+	}
+}

@@ -12,3 +12,9 @@ func isolatedState(p *isolatedPlugin) func() (string, bool) {
 		return s.String(), s == isolate.StateFailed
 	}
 }
+
+// isolatedRestarts reads how many times an isolated plugin's worker was
+// started again, for the admin listener's metrics.
+func isolatedRestarts(p *isolatedPlugin) func() uint64 {
+	return func() uint64 { return p.Stats().Restarts }
+}

@@ -71,6 +71,9 @@ func parseFlags(args []string, stdout io.Writer) (*commandLine, error) {
 	set("tls-key", "", "the TLS private key, PEM `FILE`")
 	set("tls-client-ca", "", "require TLS clients to present a certificate signed by a CA in the PEM `FILE`")
 	set("http-addr", "", "serve REPE over a WebSocket at GET /repe on `HOST:PORT`")
+	set("http-read-timeout", config.DefaultHTTPReadTimeout.String(), "cut off an HTTP client that takes over `D` to send a request, headers and body; 0: never")
+	set("http-idle-timeout", config.DefaultHTTPIdleTimeout.String(), "close a keep-alive HTTP connection idle for `D`; 0: never")
+	set("http-max-header-size", config.FormatSize(config.DefaultHTTPMaxHeaderSize), "refuse HTTP requests whose headers are over `SIZE`")
 	fs.boolValue("reuse-port", "let another process listen on --addr too, for an upgrade without downtime",
 		func(s string) error { return cl.flags.Set("reuse-port", s) })
 	set("max-message-size", config.FormatSize(repe.DefaultMaxMessageSize),

@@ -29,7 +29,7 @@ func startListeners(log *slog.Logger, f *config.File, srv *gateway.Server, stop 
 			}
 		}
 		if f.Listen.HTTPAddr != nil {
-			return startHTTP(log, *f.Listen.HTTPAddr, srv, f.Gateway(log))
+			return startHTTP(log, httpSettingsOf(f), srv, f.Gateway(log))
 		}
 		return nil
 	}()

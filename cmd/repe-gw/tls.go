@@ -60,35 +60,41 @@ func tlsSettingsOf(f *config.File) (*tlsSettings, error) {
 	return s, nil
 }
 
-// certs holds the certificate the TLS listener presents, and loads it
-// again when its files change or on SIGHUP. Connections keep the
-// certificate of their handshake; only new handshakes see a new one, so a
-// rotation drops no connection.
+// certs holds the certificate the TLS listener presents, and the client
+// CAs it trusts, and loads them again when their files change or on
+// SIGHUP. Connections keep what their handshake used; only new handshakes
+// see a change, so a rotation drops no connection.
 type certs struct {
-	certFile, keyFile string
-	log               *slog.Logger
+	certFile, keyFile, caFile string
+	log                       *slog.Logger
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
-	stamp   []byte    // the files' sizes and times when cert was loaded
-	checked time.Time // when the files were last looked at
+	stamp   []byte      // the certificate files' sizes and times when cert was loaded
+	conf    *tls.Config // the handshakes' settings, with the client CAs in use
+	caStamp []byte      // the client CA file's size and time when conf was made
+	checked time.Time   // when the files were last looked at
 }
 
-// loadCerts loads the certificate and key, and fails when they do not load.
-func loadCerts(log *slog.Logger, certFile, keyFile string) (*certs, error) {
-	c := &certs{certFile: certFile, keyFile: keyFile, log: log}
+// loadCerts loads the certificate and key, and the client CAs when caFile
+// is set, and fails when they do not load.
+func loadCerts(log *slog.Logger, certFile, keyFile, caFile string) (*certs, error) {
+	c := &certs{certFile: certFile, keyFile: keyFile, caFile: caFile, log: log}
 	if err := c.reload(); err != nil {
+		return nil, err
+	}
+	if err := c.reloadCA(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// reload loads the files again, unless they have not changed since the
-// last load. A pair that does not load (a key written after its
+// reload loads the certificate files again, unless they have not changed
+// since the last load. A pair that does not load (a key written after its
 // certificate, say) keeps the certificate in use; the next check tries
 // again. c.mu is held, or c is not shared yet.
 func (c *certs) reload() error {
-	stamp, err := c.fileStamp()
+	stamp, err := fileStamp(c.certFile, c.keyFile)
 	if err == nil && c.cert != nil && bytes.Equal(stamp, c.stamp) {
 		return nil
 	}
@@ -107,10 +113,44 @@ func (c *certs) reload() error {
 	return nil
 }
 
-// fileStamp describes both files by size and modification time.
-func (c *certs) fileStamp() ([]byte, error) {
+// reloadCA makes the handshakes' settings again with the client CA file,
+// unless it has not changed since. A file that does not load keeps the CAs
+// in use. The settings are TLS 1.3, or 1.2 for older clients, and with a
+// client CA, a client certificate it signed required in the handshake.
+// c.mu is held, or c is not shared yet.
+func (c *certs) reloadCA() error {
+	if c.caFile == "" {
+		if c.conf == nil {
+			c.conf = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: c.get}
+		}
+		return nil
+	}
+	stamp, err := fileStamp(c.caFile)
+	if err == nil && c.conf != nil && bytes.Equal(stamp, c.caStamp) {
+		return nil
+	}
+	var pem []byte
+	if err == nil {
+		pem, err = os.ReadFile(c.caFile)
+	}
+	if err != nil {
+		return fmt.Errorf("--tls-client-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("--tls-client-ca %s: no PEM certificate in it", c.caFile)
+	}
+	c.conf = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: c.get,
+		ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	c.caStamp = stamp
+	c.log.Info("TLS client CAs loaded", "file", c.caFile)
+	return nil
+}
+
+// fileStamp describes files by size and modification time.
+func fileStamp(names ...string) ([]byte, error) {
 	var b []byte
-	for _, name := range []string{c.certFile, c.keyFile} {
+	for _, name := range names {
 		fi, err := os.Stat(name)
 		if err != nil {
 			return nil, err
@@ -120,16 +160,24 @@ func (c *certs) fileStamp() ([]byte, error) {
 	return b, nil
 }
 
-// get is tls.Config.GetCertificate: it looks for a change of the files at
-// most once per certCheckEvery.
+// get is tls.Config.GetCertificate: the handshake's settings were checked
+// for a change by forClient, just before.
 func (c *certs) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cert, nil
+}
+
+// forClient is tls.Config.GetConfigForClient: it looks for a change of the
+// files at most once per certCheckEvery.
+func (c *certs) forClient(*tls.ClientHelloInfo) (*tls.Config, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if now := time.Now(); now.Sub(c.checked) >= certCheckEvery {
 		c.checked = now
 		c.reloadLogged()
 	}
-	return c.cert, nil
+	return c.conf, nil
 }
 
 // reloadLogged reloads and logs a failure; c.mu is held.
@@ -137,10 +185,13 @@ func (c *certs) reloadLogged() {
 	if err := c.reload(); err != nil {
 		c.log.Error("TLS certificate not reloaded; the previous one stays in use", "error", err)
 	}
+	if err := c.reloadCA(); err != nil {
+		c.log.Error("TLS client CAs not reloaded; the previous ones stay in use", "error", err)
+	}
 }
 
-// watchHUP reloads the certificate on each SIGHUP that hup gives, until
-// stop is closed.
+// watchHUP reloads the certificate and client CAs on each SIGHUP that hup
+// gives, until stop is closed.
 func (c *certs) watchHUP(hup <-chan struct{}, stop <-chan struct{}) {
 	go func() {
 		for {
@@ -157,37 +208,15 @@ func (c *certs) watchHUP(hup <-chan struct{}, stop <-chan struct{}) {
 	}()
 }
 
-// serverTLS returns the listener's tls.Config: TLS 1.3, or 1.2 for older
-// clients, and with a client CA, a client certificate it signed required
-// in the handshake.
-func serverTLS(c *certs, clientCA string) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: c.get}
-	if clientCA != "" {
-		pem, err := os.ReadFile(clientCA)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-client-ca %s: no PEM certificate in it", clientCA)
-		}
-		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
-}
-
 // startTLS listens on the TLS address and serves it through srv until srv
 // shuts down, which closes the listener. hup gives the SIGHUPs, and stop
 // ends their watch.
 func startTLS(log *slog.Logger, s *tlsSettings, srv *gateway.Server, stop, hup <-chan struct{}) error {
-	c, err := loadCerts(log, s.cert, s.key)
+	c, err := loadCerts(log, s.cert, s.key, s.clientCA)
 	if err != nil {
 		return err
 	}
-	cfg, err := serverTLS(c, s.clientCA)
-	if err != nil {
-		return err
-	}
+	cfg := &tls.Config{GetConfigForClient: c.forClient}
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("--tls-addr: %w", err)

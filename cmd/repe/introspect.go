@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"text/tabwriter"
@@ -60,20 +61,22 @@ func runIntrospect(name string, opts options, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "connections\t%d open, %d accepted\n", s.Connections.Open, s.Connections.Accepted)
 		fmt.Fprintf(tw, "bytes\t%d in, %d out\n", s.BytesIn, s.BytesOut)
 		fmt.Fprintf(tw, "gateway replies\t%s\n\n", ecSummary(s.Replies))
+		fmt.Fprintln(tw, "TRANSPORT\tOPEN\tACCEPTED\tREPLIES\tERRORS\tNOTIFIES\tBYTES IN\tBYTES OUT")
+		for _, name := range slices.Sorted(maps.Keys(s.Transports)) {
+			tr := s.Transports[name]
+			total, errs := replyCounts(tr.Replies)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", name, tr.Open, tr.Accepted, total, errs, tr.Notifies,
+				tr.BytesIn, tr.BytesOut)
+		}
+		fmt.Fprintln(tw)
 		fmt.Fprintln(tw, "PLUGIN\tROOT\tREPLIES\tERRORS\tNOTIFIES\tINLINE\tWORKER\tIN FLIGHT\tQUEUED\tTIMEOUTS\tREFUSED\tCIRCUIT")
 		for _, p := range s.Plugins {
-			var total, ok uint64
-			for ec, n := range p.Replies {
-				total += n
-				if ec == "0" {
-					ok += n
-				}
-			}
+			total, errs := replyCounts(p.Replies)
 			circuit := "closed"
 			if p.CircuitOpen {
 				circuit = "open"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.Root, total, total-ok, p.Notifies,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.Root, total, errs, p.Notifies,
 				p.InlineCalls, p.WorkerCalls, p.InFlight, p.Queued, p.Timeouts, p.Refused, circuit)
 		}
 	}
@@ -81,6 +84,17 @@ func runIntrospect(name string, opts options, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// replyCounts sums replies counted by ec: all of them, and those not ec 0.
+func replyCounts(byEC map[string]uint64) (total, errs uint64) {
+	for ec, n := range byEC {
+		total += n
+		if ec != "0" {
+			errs += n
+		}
+	}
+	return total, errs
 }
 
 // short abbreviates a digest for a table, as git abbreviates commits.

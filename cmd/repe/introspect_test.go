@@ -31,6 +31,9 @@ func TestPluginsAndStats(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "PLUGIN      ROOT         REPLIES  ERRORS  NOTIFIES")
 	assert.Regexp(t, `(?m)^calculator  /calculator  2        1       0 `, r.stdout)
+	// Each command is a connection of its own; the one asking is open.
+	assert.Regexp(t, `(?m)^tcp        1     4         3        1       0 `, r.stdout)
+	assert.Regexp(t, `(?m)^tls        0     0         0        0       0 `, r.stdout)
 
 	r = runCLI(t, "", "--json", "stats")
 	require.Equal(t, 0, r.code, r.stderr)
