@@ -79,14 +79,21 @@ func (j *job) finish() {
 }
 
 // orphan is called on the event loop when the connection closes while the job
-// is still running.
-func (j *job) orphan() {
+// is still running. It reports whether the job still runs: its worker then
+// frees it.
+func (j *job) orphan() bool {
 	if !j.state.CompareAndSwap(jobRunning, jobOrphaned) {
 		j.free()
+		return false
 	}
+	return true
 }
 
 func (j *job) free() {
+	if j.state.Load() == jobOrphaned {
+		// Its connection closed while it ran, and left the hooks to it.
+		unpinHooks(j.cs.hooks)
+	}
 	j.lane.holds.Add(-1)
 	bytebufferpool.Put(j.req)
 	bytebufferpool.Put(j.reply)
@@ -143,7 +150,7 @@ func (l *lane) refuse(j *job, text string) {
 		l.refused.Add(1)
 		b = b[n:]
 	}
-	if l.srv.timeCalls {
+	if j.cs.timed() {
 		l.srv.logReplies(j.cs, l, j.req.B[j.off:], j.reply.B[before:], 0)
 	}
 	j.off = len(j.req.B)
@@ -274,7 +281,7 @@ func (l *lane) runJob(j *job, w *watch) (owned bool) {
 			return false
 		}
 		ns := int64(time.Since(start))
-		if l.srv.timeCalls {
+		if j.cs.timed() {
 			l.srv.logCall(j.cs, l, frame, j.reply.B[before:], ns)
 		}
 		l.observeWorker(ns)
@@ -305,7 +312,7 @@ func (l *lane) callIsolated(j *job) {
 	n, ns := countFrames(reqs), int64(time.Since(start))
 	l.avg.Store(ns / int64(max(1, n)))
 	l.workerCalls.calls(n, ns, false)
-	if l.srv.timeCalls {
+	if j.cs.timed() {
 		l.srv.logReplies(j.cs, l, reqs, out[before:], ns)
 	}
 }
@@ -416,7 +423,7 @@ func (w *watch) expire() {
 		j.reply.B = repe.AppendError(j.reply.B, id, repe.Timeout, l.textTimeout)
 		j.cs.made.Add(1)
 	}
-	if l.srv.timeCalls {
+	if j.cs.timed() {
 		frame := repe.AppendMessage(nil, repe.Header{ID: id, Notify: notify}, query, nil)
 		l.srv.logCall(j.cs, l, frame, j.reply.B[before:], now-w.start)
 	}
