@@ -2,8 +2,9 @@
 # bench/ab-gateway.sh REV [ROUNDS]: the gateway package's request-path
 # benchmarks at REV (say main) and in the working tree, side by side: each
 # round runs BenchmarkRequestPath and BenchmarkHookCost of one build, then
-# of the other, so that drift in the machine's speed hits both alike.
-# Lines are prefixed "base" or "head"; compare medians across the rounds.
+# of the other, so that drift in the machine's speed hits both alike, and
+# which goes first alternates by round. Lines are prefixed "base" or
+# "head"; compare medians across the rounds.
 set -eu
 rev=${1:?usage: bench/ab-gateway.sh REV [ROUNDS]}
 rounds=${2:-5}
@@ -18,7 +19,9 @@ echo "base $(git -C "$root" rev-parse --short "$rev"), head $(git -C "$root" des
 echo "machine, before:"
 ps aux --sort=-%cpu | head -6
 for i in $(seq "$rounds"); do
-	for v in base head; do
+	order="base head"
+	[ $((i % 2)) = 0 ] && order="head base"
+	for v in $order; do
 		dir="$root/gateway"
 		[ "$v" = base ] && dir="$tmp/base/gateway"
 		(cd "$dir" &&

@@ -150,7 +150,7 @@ func changeOf(s served, change string) pluginChange {
 	return pluginChange{File: s.path, Change: change, Plugin: p.Name(), Root: p.Root(), SHA256: s.sha256}
 }
 
-// same reports whether a and b are one load of a plugin.
+// same reports whether s and o are one load of a plugin.
 func (s served) same(o served) bool {
 	return s.plugin == o.plugin && s.isolated == o.isolated && s.hooks == o.hooks
 }
