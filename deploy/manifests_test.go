@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -115,6 +116,10 @@ func TestManifests(t *testing.T) {
 			mounted = mounted || strings.HasPrefix(file.Admin.TokenFile, v.MountPath+"/")
 		}
 		assert.True(t, mounted, "token_file %s is on no volume of the container", file.Admin.TokenFile)
+		// Plugins load from private copies under $TMPDIR, on a read-only root.
+		assert.True(t, slices.ContainsFunc(c.VolumeMounts, func(v corev1.VolumeMount) bool {
+			return v.MountPath == "/tmp" && !v.ReadOnly
+		}), "no writable /tmp for the plugins' private copies")
 
 		t.Run("the grace period fits the drain", func(t *testing.T) {
 			require.NotNil(t, c.Lifecycle)

@@ -73,7 +73,7 @@ func (c inProcessCaller) serve(j *job, w *watch) (owned bool) {
 			return false
 		}
 		ns := j.elapsed(start)
-		if l.srv.timeCalls {
+		if j.cs.timed() {
 			l.srv.logCall(j.cs, l, frame, j.reply.B[before:], ns)
 		}
 		l.observeWorker(ns)
@@ -116,7 +116,7 @@ func (c isolatedCaller) serve(j *job, _ *watch) bool {
 	ns := int64(time.Since(start))
 	l.avg.Store(ns / int64(max(1, n)))
 	l.workerCalls.calls(n, ns, false)
-	if l.srv.timeCalls {
+	if j.cs.timed() {
 		l.srv.logReplies(j.cs, l, reqs, out[before:], ns)
 	}
 	return true

@@ -25,9 +25,9 @@ func (s *Server) logCall(cs *conn, l *lane, frame repe.Message, reply []byte, ns
 	if len(reply) >= repe.HeaderSize {
 		ec = int(replyEC(reply))
 	}
-	if s.hooks != nil && err == nil {
+	if cs.hooks != nil && err == nil {
 		// Frames that do not parse never reached on_request.
-		s.hookResponse(cs, frame, ec, ns, reply)
+		hookResponse(cs, frame, ec, ns, reply)
 	}
 	name := ""
 	if l != nil {

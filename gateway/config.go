@@ -134,9 +134,10 @@ type Config struct {
 	ReusePort bool
 
 	// Hooks are the hook plugins' tables (pluginhost.Host.Hooks), called
-	// in this order for every connection and request (hooks.go). The
-	// server does not own them: destroy them (pluginhost.Host.Close) after
-	// Shutdown returns, when no hook call can follow. Default: none, and
+	// in this order for every connection and request (hooks.go); Swap
+	// replaces them (Routes.Hooks). The server does not own them: destroy
+	// them (pluginhost.Host.Close) after Shutdown returns, when no hook
+	// call can follow, or one a Swap dropped once Retired.Wait returns. Default: none, and
 	// the request path pays one nil check.
 	Hooks []*pluginhost.Hooks
 

@@ -66,9 +66,11 @@ type conn struct {
 	// why says why the connection is being closed (tally.go).
 	why atomic.Uint32
 
-	// hookID is the connection's conn_id for the hook plugins (hooks.go);
-	// tlsIdentity is the subject of the client's TLS certificate, or "".
+	// hookID is the connection's conn_id for the hook plugins, and hooks
+	// the chain of them it pinned (hooks.go); tlsIdentity is the subject of
+	// the client's TLS certificate, or "".
 	hookID      uint64
+	hooks       *hookChain
 	tlsIdentity string
 
 	// direct is the duplicate descriptor a worker writes a large reply
@@ -242,6 +244,11 @@ func (cs *conn) serve(out []byte) (_ []byte, action action, more bool) {
 		// waits its turn.
 		return out, cs.continueIntake(), false
 	}
+	// Nothing of cs is in flight: it may move to the hooks a reload swapped
+	// in (hooks.go), one load per batch.
+	if s.hooks.Load() != cs.hooks && !s.rehook(cs) {
+		return out, closeConn, false
+	}
 
 	// buf holds every buffered byte and stays valid until the Discard
 	// below: frames are served from it in place, and inline calls read
@@ -294,7 +301,7 @@ loop:
 			s.cfg.testHook(frame.Query(), false)
 		}
 		l := routes.route(frame.Query())
-		if s.hooks != nil && hooked != done+1 {
+		if cs.hooks != nil && hooked != done+1 {
 			hooked = done + 1
 			var refused bool
 			if out, refused = cs.hookRefused(out, frame, l); refused {
@@ -308,7 +315,7 @@ loop:
 			done += n
 		case l.inline.Load() && run.enter(l, s.now):
 			before := len(out)
-			if s.timeCalls {
+			if cs.timed() {
 				start := s.now()
 				out = l.call(out, frame, cs)
 				s.logCall(cs, l, frame, out[before:], s.now()-start)
@@ -379,7 +386,7 @@ func (cs *conn) answerOwn(out, frame []byte, id uint64, ec repe.ErrorCode, msg s
 		cs.made.Add(1)
 		t.reply(lt, uint32(ec))
 	}
-	if s.timeCalls {
+	if cs.timed() {
 		if frame == nil {
 			frame = repe.AppendHeader(nil, repe.Header{ID: id}, 0, 0)
 		}
@@ -527,7 +534,7 @@ func (cs *conn) handOff(routes *router, l *lane, b []byte) int {
 	for frames, limit := 0, l.jobFrames(); frames < limit && taken < cs.srv.cfg.MaxPendingInput; frames++ {
 		n, err := repe.Split(b[taken:], cs.srv.cfg.MaxMessageSize)
 		// With on_request hooks, each frame must pass them in serve first.
-		if n == 0 || err != nil || (frames > 0 && (cs.srv.hooks.screening() || routes.route(repe.Message(b[taken:taken+n]).Query()) != l)) {
+		if n == 0 || err != nil || (frames > 0 && (cs.hooks.screening() || routes.route(repe.Message(b[taken:taken+n]).Query()) != l)) {
 			break
 		}
 		if repe.Message(b[taken:]).Notify() {

@@ -128,7 +128,7 @@ type directSent struct {
 // it itself.
 func (l *lane) callJob(j *job, frame repe.Message) []byte {
 	p, ok := l.plugin.(*pluginhost.Plugin)
-	if !ok || len(j.reply.B) > 0 || l.srv.timeCalls || l.srv.cfg.WriteTimeout <= 0 {
+	if !ok || len(j.reply.B) > 0 || j.cs.timed() || l.srv.cfg.WriteTimeout <= 0 {
 		return l.call(j.reply.B, frame, j.cs)
 	}
 	out, err := p.CallTo(j.reply.B, frame, directReply, j)

@@ -30,7 +30,7 @@ func (cs *conn) arriving(avail int) bool {
 	// Up to one read's worth, peeking everything costs at most one copy
 	// per read; beyond that, a large frame may be arriving. With on_request
 	// hooks, a frame is buffered whole, so that serve asks them about it.
-	if avail <= readBufferCap || cs.srv.hooks.screening() {
+	if avail <= readBufferCap || cs.hooks.screening() {
 		return false
 	}
 	hdr, _ := cs.w.Peek(repe.HeaderSize)

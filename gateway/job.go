@@ -81,14 +81,21 @@ func (j *job) finish() {
 }
 
 // orphan is called on the event loop when the connection closes while the job
-// is still running.
-func (j *job) orphan() {
+// is still running. It reports whether the job still runs: its worker then
+// frees it.
+func (j *job) orphan() bool {
 	if !j.state.CompareAndSwap(jobRunning, jobOrphaned) {
 		j.free()
+		return false
 	}
+	return true
 }
 
 func (j *job) free() {
+	if j.state.Load() == jobOrphaned {
+		// Its connection closed while it ran, and left the hooks to it.
+		unpinHooks(j.cs.hooks)
+	}
 	j.lane.holds.Add(-1)
 	bytebufferpool.Put(j.req)
 	bytebufferpool.Put(j.reply)
@@ -145,7 +152,7 @@ func (l *lane) refuse(j *job, text string) {
 		l.refused.Add(1)
 		b = b[n:]
 	}
-	if l.srv.timeCalls {
+	if j.cs.timed() {
 		l.srv.logReplies(j.cs, l, j.req.B[j.off:], j.reply.B[before:], 0)
 	}
 	j.off = len(j.req.B)
@@ -360,7 +367,7 @@ func (w *watch) expire() {
 		j.reply.B = repe.AppendError(j.reply.B, id, repe.Timeout, l.textTimeout)
 		j.cs.made.Add(1)
 	}
-	if l.srv.timeCalls {
+	if j.cs.timed() {
 		frame := repe.AppendMessage(nil, repe.Header{ID: id, Notify: notify}, query, nil)
 		l.srv.logCall(j.cs, l, frame, j.reply.B[before:], now-w.start)
 	}

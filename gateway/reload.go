@@ -11,11 +11,14 @@ import (
 )
 
 // Routes is what the server serves: its plugins, their policies and the
-// digests of their files, as Config gives them to New.
+// digests of their files, and its hook plugins, as Config gives them to
+// New.
 type Routes struct {
 	// Plugins run in this process; Isolated, in worker processes.
 	Plugins  []*pluginhost.Plugin
 	Isolated []IsolatedPlugin
+	// Hooks are the hook plugins, in the order they are called.
+	Hooks []*pluginhost.Hooks
 	// Policies and Hashes are by root, as in Config.
 	Policies map[string]Policy
 	Hashes   map[string]string
@@ -34,6 +37,13 @@ type Routes struct {
 // a plugin that rt no longer holds may be shut down; the server never
 // shuts plugins down itself.
 //
+// The hook plugins change with the routes: a hook of rt that the server
+// calls already keeps its instance; the others are called from the swap
+// on, connection by connection, as each has nothing in flight (the new
+// instances see it connect first, the old ones see it close). Retired.Wait
+// also waits until no connection holds a hook rt dropped, and no hook call
+// is in it: it may then be destroyed.
+//
 // Swaps are made one at a time. Lanes never change once made, so that an
 // event loop reads them without locks.
 func (s *Server) Swap(rt Routes) (*Retired, error) {
@@ -51,8 +61,9 @@ func (s *Server) Swap(rt Routes) (*Retired, error) {
 	for _, l := range retired {
 		l.retired.Store(true)
 	}
+	hooks := s.swapHooks(rt.Hooks)
 	s.reloads.note(true)
-	return &Retired{lanes: retired}, nil
+	return &Retired{lanes: retired, hooks: hooks}, nil
 }
 
 // build makes the routes for rt, keeping the lanes of old (nil at New)
@@ -115,8 +126,12 @@ func (s *Server) build(rt Routes, old *router) (*router, []*lane, error) {
 // plugged returns the plugin the lane serves, whichever way it runs.
 func (l *lane) plugged() plugin { return l.caller.plugged() }
 
-// Retired is the lanes a Swap stopped routing to.
-type Retired struct{ lanes []*lane }
+// Retired is the lanes a Swap stopped routing to, and the hook plugins it
+// stopped calling.
+type Retired struct {
+	lanes []*lane
+	hooks []*hookPlug
+}
 
 // drainPoll is how often Wait looks at the retired lanes: a drain waits
 // for calls, which take what they take, so a poll costs the request path
@@ -124,8 +139,9 @@ type Retired struct{ lanes []*lane }
 const drainPoll = 5 * time.Millisecond
 
 // Wait returns once no call is in, queued for, or parked on any plugin
-// the swap stopped routing to, or when ctx is done first; its error then
-// names the plugins still busy.
+// the swap stopped routing to, and no connection holds a hook plugin it
+// stopped calling, or when ctx is done first; its error then names the
+// plugins still busy.
 func (r *Retired) Wait(ctx context.Context) error {
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
@@ -134,6 +150,11 @@ func (r *Retired) Wait(ctx context.Context) error {
 		for _, l := range r.lanes {
 			if !l.drained() {
 				busy = append(busy, fmt.Sprintf("%s (%s)", l.name, l.file))
+			}
+		}
+		for _, p := range r.hooks {
+			if n := p.holds.Load(); n > 0 {
+				busy = append(busy, fmt.Sprintf("hook %s (%s) held by %d connections", p.Name(), p.File(), n))
 			}
 		}
 		if len(busy) == 0 {

@@ -85,8 +85,10 @@ type Server struct {
 	overflowLog lograte.Limiter
 	slowLog     lograte.Limiter
 
-	// hooks are the hook plugins, nil when there are none (hooks.go).
-	hooks *hookChain
+	// hooks are the hook plugins, nil when there are none; Swap replaces
+	// them (hooks.go).
+	hooks      atomic.Pointer[hookChain]
+	hookCounts hookCounts
 
 	// textOverflow answers the first request dropped by a connection that
 	// overflowed maxWaiting.
@@ -127,8 +129,8 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 		return nil, err
 	}
 	s.routes.Store(r)
-	s.hooks = newHookChain(cfg.Hooks)
-	s.timeCalls = cfg.AccessLog || cfg.SlowCall > 0 || s.hooks != nil && s.hooks.observes
+	s.hooks.Store(newHookChain(cfg.Hooks, nil))
+	s.timeCalls = cfg.AccessLog || cfg.SlowCall > 0
 	for t := range s.streamTallies {
 		s.streamTallies[t] = newTally(s.streamSlot(), Transport(t))
 	}
@@ -334,7 +336,7 @@ func (s *Server) admit(cs *conn, loop func() *loop) bool {
 	default:
 		return false
 	}
-	if s.hooks != nil && !s.hookConnect(cs) {
+	if s.hooks.Load() != nil && !s.hookConnect(cs) {
 		return false
 	}
 	if s.cfg.IdleTimeout > 0 {
@@ -350,16 +352,17 @@ func (s *Server) admit(cs *conn, loop func() *loop) bool {
 // closed lets go of a connection that closed with err: its running job, its
 // unfinished read-ahead and its place among the server's connections.
 func (s *Server) closed(cs *conn, err error) {
-	if s.hooks != nil {
-		s.hookClose(cs)
+	cs.direct.interrupt()
+	jobRuns := false
+	if cs.job != nil {
+		jobRuns = cs.job.orphan()
+		cs.job = nil
+	}
+	if cs.hooks != nil {
+		s.hookClose(cs, jobRuns)
 	}
 	if cs.stalled {
 		cs.unstall()
-	}
-	cs.direct.interrupt()
-	if cs.job != nil {
-		cs.job.orphan()
-		cs.job = nil
 	}
 	if cs.intake != nil {
 		cs.intake.free() // never handed to a worker

@@ -70,7 +70,7 @@ func adminPlugins(plugins []loaded) []admin.Plugin {
 	for _, l := range plugins {
 		p := l.identity()
 		ap := admin.Plugin{
-			Name: p.Name(), Version: p.Version(), Root: p.Root(), File: p.File(), SHA256: l.sha256,
+			Name: p.Name(), Version: p.Version(), Root: p.Root(), File: l.file, SHA256: l.sha256,
 			Mode: string(config.ModeInProcess), Loaded: l.at, Required: l.required,
 		}
 		if l.isolated != nil {
@@ -95,7 +95,7 @@ func reloaded(adm *admin.Server, rl *reloader) {
 		plugins[i] = s.loaded
 	}
 	rl.mu.Unlock()
-	adm.SetPlugins(adminPlugins(plugins))
+	adm.SetPlugins(adminPlugins(serving(plugins)))
 }
 
 // drain turns readiness off, then waits delay (--shutdown-delay) before

@@ -136,33 +136,38 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		return exitFailure
 	}
 	host := pluginhost.Config{Logger: log, DataDir: f.DataDir()}.NewHost()
-	loaded, stopped, err := load(log, host, files, newTrust(f, entries), stop)
+	copies := new(copies)
+	loaded, stopped, err := load(log, host, files, newTrust(f, entries), copies, stop)
 	isolated := isolatedOf(loaded)
 	if err != nil {
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
 		closeIsolated(log, isolated, shutdownTimeout)
 		closeHost(log, host, shutdownTimeout)
+		copies.remove()
 		return exitFailure
 	}
 	if stopped {
-		if !closeIsolated(log, isolated, shutdownTimeout) || !closeHost(log, host, shutdownTimeout) {
+		ok := closeIsolated(log, isolated, shutdownTimeout) && closeHost(log, host, shutdownTimeout)
+		copies.remove()
+		if !ok {
 			return exitFailure
 		}
 		log.Info("stopped")
 		return exitOK
 	}
 	plugins := host.Plugins()
+	roots := serving(loaded)
 	if len(plugins)+len(isolated) == 0 {
 		log.Warn("no plugin loaded: every request will be answered method_not_found")
 	}
 
 	cfg := f.Gateway(log)
 	cfg.Hooks = host.Hooks()
-	cfg.Policies = policies(loaded)
+	cfg.Policies = policies(roots)
 	cfg.Isolated = asGateway(isolated)
 	cfg.Version = version.String()
-	cfg.Hashes = make(map[string]string, len(loaded))
-	for _, l := range loaded {
+	cfg.Hashes = make(map[string]string, len(roots))
+	for _, l := range roots {
 		cfg.Hashes[l.identity().Root()] = l.sha256
 	}
 	srv, err := gateway.New(cfg, plugins)
@@ -176,10 +181,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		fmt.Fprintf(stderr, "repe-gw: %v\n", err)
 		closeIsolated(log, isolated, shutdownTimeout)
 		closeHost(log, host, shutdownTimeout)
+		copies.remove()
 		return exitFailure
 	}
 
-	rl := newReloader(log, srv, host, files, loaded, shutdownTimeout, reread)
+	rl := newReloader(log, srv, host, files, loaded, copies, shutdownTimeout, reread)
 	code := exitOK
 	// reload tells the admin listener, once it has started, of the
 	// plugins a reload left serving.
@@ -199,7 +205,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 			return rep, rep.OK
 		}
 	}
-	adm, err = startAdmin(log, adminCfg, srv, loaded)
+	adm, err = startAdmin(log, adminCfg, srv, roots)
 	close(admStarted)
 	go func() {
 		for range reloads {
@@ -220,7 +226,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		select {
 		case <-stop:
 			notify(log, daemon.SdNotifyStopping)
-			host.BeginShutdown()
+			rl.beginShutdown()
 			drain(log, adm, f.ShutdownDelay())
 		case <-srv.Done():
 			log.Error("server stopped", "error", srv.Err())

@@ -231,11 +231,20 @@ func unwrapPath(err error) error {
 }
 
 // loaded is a plugin that loaded, in this process or in a worker process of
-// its own, and what its entry says of it.
+// its own, and what its entry says of it. A hook plugin has hooks, and a
+// plugin too when it is a REPE plugin as well: one with neither plugin nor
+// isolated serves no root.
 type loaded struct {
 	plugin   *pluginhost.Plugin
 	isolated *isolatedPlugin
-	policy   config.Effective
+	hooks    *pluginhost.Hooks
+	// config is the entry's config as JSON, which a hook plugin's instance
+	// was initialised with.
+	config string
+	// file is the plugin file, as found; the plugin itself is loaded from
+	// a private copy of it (copies).
+	file   string
+	policy config.Effective
 	// sha256 is the digest of the file loaded, as sha256sum writes it.
 	sha256 string
 	// at is when it finished loading, for the admin listener.
@@ -246,14 +255,15 @@ type loaded struct {
 	required bool
 }
 
-// load adds the files to host in order, logging each plugin loaded and
-// each file refused. Before a file is opened, it must pass trust's checks
-// and match its pin. It returns stopped when a signal came first, in which
+// load adds the files to host in order, each from a private copy taken
+// into copies, logging each plugin loaded and each file refused. Before a
+// file is copied, it must pass trust's checks, and the copy must match its
+// pin. It returns stopped when a signal came first, in which
 // case the files after the one loading then are not loaded. Two refusals
 // stop loading, with an error: a required plugin, and a file named by
 // --plugin that is no plugin this gateway can load at all, since it was
 // asked for by name.
-func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, trust pluginTrust, stop <-chan struct{}) (plugins []loaded, stopped bool, err error) {
+func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, trust pluginTrust, copies *copies, stop <-chan struct{}) (plugins []loaded, stopped bool, err error) {
 	// A worker process's start is bounded by its own timeout; a signal
 	// cancels it too.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -272,46 +282,30 @@ func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, trust pl
 			return plugins, true, nil
 		default:
 		}
-		// f.entry.Config, the entry's config mapping as JSON, reaches the
-		// plugins that take a context (plugins/include/repe_gateway.h).
-		l := loaded{policy: f.entry.policy, required: f.requiredBy != nil}
+		l := loaded{file: absPath(f.path), policy: f.entry.policy, required: f.requiredBy != nil}
+		var cp string
 		err := trust.check(log, f)
 		if err == nil {
-			l.sha256, err = fileSHA256(f.path)
+			cp, l.sha256, err = copies.take(f.path)
 		}
 		if err == nil {
 			err = checkPin(f.entry.SHA256, l.sha256)
 		}
-		// A file that is not a shared object is left for the loader to
-		// refuse, with its reason.
-		hooks, _, _ := pluginhost.HookExports(f.path)
-		switch {
-		case err != nil:
-		case hooks:
-			// The hooks are called on the gateway's own threads.
-			if f.entry.policy.Mode == config.ModeIsolated {
-				log.Info("hook plugin loaded in-process: isolation does not apply to hook plugins", "file", f.path)
-			}
-			var hk *pluginhost.Hooks
-			l.plugin, hk, err = host.AddFile(f.path, f.entry.Config)
-			if err == nil && l.plugin == nil {
-				log.Info("hook plugin loaded", "plugin", hk.Name(), "file", hk.File(), "sha256", l.sha256)
-				continue
-			}
-		case f.entry.policy.Mode == config.ModeIsolated:
-			l.isolated, err = startIsolated(ctx, log, f.path, f.entry.policy)
-		default:
-			l.plugin, err = host.Add(f.path)
+		if err == nil {
+			err = loadCopy(ctx, log, host, cp, f, &l)
 		}
 		if err == nil {
-			l.at = time.Now()
-			log.Info("plugin loaded", l.attrs()...)
+			if l.plugin == nil && l.isolated == nil {
+				log.Info("hook plugin loaded", "plugin", l.hooks.Name(), "file", l.file, "sha256", l.sha256)
+			} else {
+				log.Info("plugin loaded", l.attrs()...)
+			}
 			plugins = append(plugins, l)
 			continue
 		}
 		file, reason := f.path, err
 		if le, ok := errors.AsType[*pluginhost.LoadError](err); ok {
-			file, reason = le.File, le.Err
+			file, reason = l.file, le.Err
 		}
 		switch {
 		case f.named && notAPlugin(err):
@@ -327,6 +321,45 @@ func load(log *slog.Logger, host *pluginhost.Host, files []*pluginFile, trust pl
 	default:
 		return plugins, false, nil
 	}
+}
+
+// loadCopy loads cp, the private copy of f's file, into l: into host, with
+// its hooks if it has any, or into a worker process of its own when its
+// policy isolates it.
+func loadCopy(ctx context.Context, log *slog.Logger, host *pluginhost.Host, cp string, f *pluginFile, l *loaded) error {
+	// A file that is not a shared object is left for the loader to
+	// refuse, with its reason.
+	hooks, _, _ := pluginhost.HookExports(cp)
+	var err error
+	switch {
+	case hooks:
+		// The hooks are called on the gateway's own threads.
+		if f.entry.policy.Mode == config.ModeIsolated {
+			log.Info("hook plugin loaded in-process: isolation does not apply to hook plugins", "file", f.path)
+		}
+		// f.entry.Config, the entry's config mapping as JSON, reaches the
+		// plugins that take a context (plugins/include/repe_gateway.h).
+		l.plugin, l.hooks, err = host.AddFile(cp, f.entry.Config)
+		l.config = string(f.entry.Config)
+	case f.entry.policy.Mode == config.ModeIsolated:
+		l.isolated, err = startIsolated(ctx, log, cp, f.entry.policy)
+	default:
+		l.plugin, err = host.Add(cp)
+	}
+	if err == nil {
+		l.at = time.Now()
+	}
+	return err
+}
+
+// absPath returns path made absolute, as the plugin's File would name it
+// were it loaded from there, or path itself when the working directory is
+// gone.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
 
 // checkPin reports whether got, the SHA-256 of a plugin file, matches
@@ -370,7 +403,7 @@ func notAPlugin(err error) bool {
 // policy sets.
 func (l loaded) attrs() []any {
 	p := l.identity()
-	attrs := []any{"plugin", p.Name(), "version", p.Version(), "root", p.Root(), "file", p.File(), "sha256", l.sha256}
+	attrs := []any{"plugin", p.Name(), "version", p.Version(), "root", p.Root(), "file", l.file, "sha256", l.sha256}
 	if l.isolated != nil {
 		attrs = append(attrs, "mode", config.ModeIsolated)
 		if l.policy.MemoryLimit > 0 {
@@ -422,6 +455,18 @@ func (l loaded) identity() interface {
 		return l.isolated
 	}
 	return l.plugin
+}
+
+// serving returns the plugins of all that serve a root: all but the
+// hook plugins that are no REPE plugin.
+func serving(all []loaded) []loaded {
+	var out []loaded
+	for _, l := range all {
+		if l.plugin != nil || l.isolated != nil {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // isolatedOf returns the plugins of loaded that run in worker processes.

@@ -2,29 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/repe-gw/repe-gw/config"
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/pluginhost"
-)
-
-// A reload loads a file only once its content has held still: two
-// digests settle apart must agree, and it gives up after settleTries.
-const (
-	settle      = 200 * time.Millisecond
-	settleTries = 10
 )
 
 // reloader changes the gateway's plugins while it serves: it re-reads the
@@ -40,14 +28,13 @@ type reloader struct {
 	// read returns the configuration and the plugin entries in effect,
 	// read afresh.
 	read func() (*config.File, []*entry, error)
-	// copies holds the private copy of every file loaded by a reload,
-	// made by the first that loads one.
-	copies string
+	// copies holds the private copy of every file loaded, at start-up
+	// and since.
+	copies *copies
 
 	mu      sync.Mutex // one reload at a time
 	serving []served
 	hosts   []*pluginhost.Host // every host made, each closed at exit
-	loads   int                // files loaded so far, to name their copies
 	mapped  int                // in-process plugin images mapped
 	retired sync.WaitGroup     // drains in progress
 	// isolated holds every worker process not yet closed: those serving
@@ -63,13 +50,13 @@ type served struct {
 }
 
 // newReloader returns the reloader of srv, which serves plugins, loaded
-// from files into host at start-up.
+// from files into host, through copies, at start-up.
 func newReloader(log *slog.Logger, srv *gateway.Server, host *pluginhost.Host, files []*pluginFile, plugins []loaded,
-	timeout time.Duration, read func() (*config.File, []*entry, error)) *reloader {
-	r := &reloader{log: log, srv: srv, timeout: timeout, read: read, hosts: []*pluginhost.Host{host}}
+	copies *copies, timeout time.Duration, read func() (*config.File, []*entry, error)) *reloader {
+	r := &reloader{log: log, srv: srv, timeout: timeout, read: read, copies: copies, hosts: []*pluginhost.Host{host}}
 	for _, l := range plugins {
 		// load keeps the files' order, skipping those refused.
-		i := slices.IndexFunc(files, func(f *pluginFile) bool { return sameFile(f.path, l.identity().File()) })
+		i := slices.IndexFunc(files, func(f *pluginFile) bool { return sameFile(f.path, l.file) })
 		if i < 0 {
 			continue
 		}
@@ -156,8 +143,16 @@ func (r *reloader) reload(why string) reloadReport {
 }
 
 func changeOf(s served, change string) pluginChange {
+	if s.plugin == nil && s.isolated == nil {
+		return pluginChange{File: s.path, Change: change, Plugin: s.hooks.Name(), SHA256: s.sha256}
+	}
 	p := s.identity()
 	return pluginChange{File: s.path, Change: change, Plugin: p.Name(), Root: p.Root(), SHA256: s.sha256}
+}
+
+// same reports whether s and o are one load of a plugin.
+func (s served) same(o served) bool {
+	return s.plugin == o.plugin && s.isolated == o.isolated && s.hooks == o.hooks
 }
 
 // prepare reads the configuration, plans the files and loads those added
@@ -176,13 +171,6 @@ func (r *reloader) prepare() (rep reloadReport, next, fresh []served, err error)
 	host := pluginhost.Config{Logger: r.log, DataDir: f.DataDir()}.NewHost()
 	var failed int
 	for _, pf := range files {
-		// The server calls the hooks it was started with: a hook plugin
-		// changes only on restart. A file that is a REPE plugin too has
-		// its REPE part reloaded (Add loads no hooks).
-		if hooks, serves, _ := pluginhost.HookExports(pf.path); hooks && !serves {
-			r.log.Info("reload: hook plugin kept as started; changing it takes a restart", "file", pf.path)
-			continue
-		}
 		s, change, err := r.prepareFile(trust, host, pf)
 		switch {
 		case err != nil:
@@ -216,8 +204,11 @@ func (r *reloader) prepareFile(trust pluginTrust, host *pluginhost.Host, pf *plu
 	change := changeAdded
 	if i >= 0 {
 		cur := r.serving[i]
-		isolated := pf.entry.policy.Mode == config.ModeIsolated
-		if cur.sha256 == sum && (cur.isolated != nil) == isolated && (!isolated || cur.policy == pf.entry.policy) {
+		isolated := pf.entry.policy.Mode == config.ModeIsolated && cur.hooks == nil
+		// A hook plugin's instance has its config for good: a new config
+		// takes a new instance.
+		if cur.sha256 == sum && (cur.isolated != nil) == isolated && (!isolated || cur.policy == pf.entry.policy) &&
+			(cur.hooks == nil || cur.config == string(pf.entry.Config)) {
 			if err := checkPin(pf.entry.SHA256, sum); err != nil {
 				return served{}, "", err
 			}
@@ -227,96 +218,31 @@ func (r *reloader) prepareFile(trust pluginTrust, host *pluginhost.Host, pf *plu
 		}
 		change = changeReplaced
 	}
-	cp, sum, err := r.copyStable(pf.path)
+	cp, sum, err := r.copies.takeStable(pf.path)
 	if err != nil {
 		return served{}, "", err
 	}
 	if err := checkPin(pf.entry.SHA256, sum); err != nil {
 		return served{}, "", err
 	}
-	l := loaded{policy: pf.entry.policy, required: pf.requiredBy != nil, sha256: sum}
-	if pf.entry.policy.Mode == config.ModeIsolated {
-		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-		l.isolated, err = startIsolated(ctx, r.log, cp, pf.entry.policy)
-		cancel()
-	} else {
-		l.plugin, err = host.Add(cp)
-		if err == nil {
-			r.mapped++
-		}
-	}
+	l := loaded{file: absPath(pf.path), policy: pf.entry.policy, required: pf.requiredBy != nil, sha256: sum}
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	err = loadCopy(ctx, r.log, host, cp, pf, &l)
+	cancel()
 	if le, ok := errors.AsType[*pluginhost.LoadError](err); ok {
 		err = le.Err
 	}
 	if err != nil {
 		return served{}, "", err
 	}
-	l.at = time.Now()
-	if l.isolated != nil {
+	if l.isolated == nil {
+		r.mapped++
+	} else {
 		r.isolatedMu.Lock()
 		r.isolated = append(r.isolated, l.isolated)
 		r.isolatedMu.Unlock()
 	}
 	return served{loaded: l, path: pf.path}, change, nil
-}
-
-// copyStable copies the file at path to a path of its own, so that
-// dlopen, which hands back the image it already has for a path or an
-// inode, loads this content and no other. The copy is taken once the
-// file's content holds still across settle, so that a file still being
-// written is not loaded. It returns the copy and its SHA-256.
-func (r *reloader) copyStable(path string) (string, string, error) {
-	if r.copies == "" {
-		dir, err := os.MkdirTemp("", "repe-gw-plugins-")
-		if err != nil {
-			return "", "", fmt.Errorf("a directory for private copies: %w", err)
-		}
-		r.copies = dir
-	}
-	r.loads++
-	dir := filepath.Join(r.copies, strconv.Itoa(r.loads))
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return "", "", err
-	}
-	cp := filepath.Join(dir, filepath.Base(path))
-	for range settleTries {
-		sum, err := copyFile(cp, path)
-		if err != nil {
-			return "", "", err
-		}
-		time.Sleep(settle)
-		again, err := fileSHA256(path)
-		if err != nil {
-			return "", "", err
-		}
-		if again == sum {
-			return cp, sum, nil
-		}
-	}
-	return "", "", fmt.Errorf("its content kept changing for %v: is it still being written?", settleTries*settle)
-}
-
-// copyFile copies src to dst, readable by its owner only, and returns the
-// SHA-256 of what it copied.
-func copyFile(dst, src string) (string, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return "", err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o500)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(out, h), in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // swap makes the gateway serve next, then shuts down, in the background,
@@ -327,17 +253,24 @@ func (r *reloader) swap(next []served) error {
 	all := make([]loaded, len(next))
 	for i, s := range next {
 		all[i] = s.loaded
-		if s.isolated != nil {
+		switch {
+		case s.isolated != nil:
 			isolated = append(isolated, s.isolated)
-		} else {
+		case s.plugin != nil:
 			rt.Plugins = append(rt.Plugins, s.plugin)
 		}
 	}
 	rt.Isolated = asGateway(isolated)
-	rt.Policies = policies(all)
-	rt.Hashes = make(map[string]string, len(next))
-	for _, s := range next {
-		rt.Hashes[s.identity().Root()] = s.sha256
+	roots := serving(all)
+	rt.Policies = policies(roots)
+	rt.Hashes = make(map[string]string, len(roots))
+	for _, l := range roots {
+		rt.Hashes[l.identity().Root()] = l.sha256
+	}
+	for _, l := range all {
+		if l.hooks != nil {
+			rt.Hooks = append(rt.Hooks, l.hooks)
+		}
 	}
 	retired, err := r.srv.Swap(rt)
 	if err != nil {
@@ -345,7 +278,7 @@ func (r *reloader) swap(next []served) error {
 	}
 	var gone []served
 	for _, s := range r.serving {
-		if !slices.ContainsFunc(next, func(n served) bool { return n.identity() == s.identity() }) {
+		if !slices.ContainsFunc(next, s.same) {
 			gone = append(gone, s)
 		}
 	}
@@ -373,12 +306,18 @@ func (r *reloader) discard(plugins []served, msg string) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
 	for _, s := range plugins {
-		if s.plugin != nil {
-			if err := s.plugin.Shutdown(ctx); err != nil {
-				r.log.Error("reload: plugin shutdown", "plugin", s.plugin.Name(), "error", err)
-				continue
+		if s.isolated == nil {
+			if s.plugin != nil {
+				if err := s.plugin.Shutdown(ctx); err != nil {
+					r.log.Error("reload: plugin shutdown", "plugin", s.plugin.Name(), "error", err)
+					continue
+				}
 			}
-			r.log.Info(msg, "plugin", s.plugin.Name(), "file", s.path)
+			if s.hooks != nil {
+				// Its last hook call has returned: no connection holds it.
+				s.hooks.Destroy()
+			}
+			r.log.Info(msg, "plugin", changeOf(s, "").Plugin, "file", s.path)
 			continue
 		}
 		closeIsolated(r.log, []*isolatedPlugin{s.isolated}, r.timeout)
@@ -386,6 +325,16 @@ func (r *reloader) discard(plugins []served, msg string) {
 		r.isolated = slices.DeleteFunc(r.isolated, func(p *isolatedPlugin) bool { return p == s.isolated })
 		r.isolatedMu.Unlock()
 		r.log.Info(msg, "plugin", s.isolated.Name(), "file", s.path, "mode", config.ModeIsolated)
+	}
+}
+
+// beginShutdown tells every plugin loaded, at start-up or by a reload,
+// that shutdown has begun (pluginhost.Host.BeginShutdown).
+func (r *reloader) beginShutdown() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, h := range r.hosts {
+		h.BeginShutdown()
 	}
 }
 
@@ -403,8 +352,6 @@ func (r *reloader) close(timeout time.Duration) bool {
 	for _, h := range slices.Backward(r.hosts) {
 		ok = closeHost(r.log, h, timeout) && ok
 	}
-	if r.copies != "" {
-		_ = os.RemoveAll(r.copies)
-	}
+	r.copies.remove()
 	return ok
 }

@@ -376,3 +376,65 @@ func TestReloadRefusesPin(t *testing.T) {
 	c.Send(gatewaytest.Request(2, "/v/name", ""))
 	assert.Equal(t, "a", string(c.Next().Body()), "the pinned version still serves")
 }
+
+// TestReloadOverwrittenInPlace: a plugin file loaded at start and then
+// overwritten in place, as cp does, under load: the gateway serves on from
+// its private copy, calls in flight on the old image succeed, and the
+// reload loads the new content.
+func TestReloadOverwrittenInPlace(t *testing.T) {
+	bin := buildGateway(t)
+	events := filepath.Join(t.TempDir(), "events")
+	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
+	dir := t.TempDir()
+	so := filepath.Join(dir, "v.so")
+	install(t, a, so)
+	g := startGateway(t, bin, "--plugins", dir)
+
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	c, err := net.Dial("tcp", g.addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	lc := &loadConn{conn: c, versions: []string{"a", "b"}}
+	go func() { errs <- lc.run(8, stop) }()
+	require.Eventually(t, func() bool { return lc.replies.Load() > 0 || len(errs) > 0 }, gatewaytest.Timeout, time.Millisecond)
+
+	// A call in the old image while its file is rewritten and reloaded.
+	held := g.dial(t)
+	held.Send(gatewaytest.Request(9, "/v/nap", "300"))
+
+	content, err := os.ReadFile(b)
+	require.NoError(t, err)
+	f, err := os.OpenFile(so, os.O_WRONLY|os.O_TRUNC, 0)
+	require.NoError(t, err)
+	for len(content) > 0 { // in small writes, so that readers see it half written
+		n := min(len(content), 4096)
+		_, err := f.Write(content[:n])
+		require.NoError(t, err)
+		content = content[n:]
+	}
+	require.NoError(t, f.Close())
+	base := lc.replies.Load()
+	require.Eventually(t, func() bool { return lc.replies.Load() > base+64 || len(errs) > 0 }, gatewaytest.Timeout, time.Millisecond,
+		"no load after the overwrite")
+
+	g.reload(t, 1)
+	assert.Contains(t, g.log(), "msg=\"reload: plugin replaced\" file="+so)
+	m := held.Next()
+	assert.Equal(t, repe.OK, m.EC(), "%s", m.Body())
+	assert.Equal(t, uint64(9), m.ID())
+	require.Eventually(t, func() bool {
+		_, ok := lc.seen.Load("b")
+		return ok || len(errs) > 0
+	}, gatewaytest.Timeout, time.Millisecond, "b never answered")
+	close(stop)
+	require.NoError(t, <-errs)
+	_, ok := lc.seen.Load("a")
+	assert.True(t, ok)
+
+	require.NoError(t, g.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, g.waitExit(t), g.log())
+	got, err := os.ReadFile(events)
+	require.NoError(t, err)
+	assert.Equal(t, "a init\nb init\na shutdown\nb shutdown\n", string(got))
+}
