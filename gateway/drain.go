@@ -139,6 +139,8 @@ func (s *Server) admitDraining(cs *conn, loop func() *loop) bool {
 	if cs.ip != "" {
 		s.perIP[cs.ip]++
 	}
+	// Counted as accepted, and as closed by the shutdown once it closes.
+	s.stats.accepted.Add(1)
 	return true
 }
 
