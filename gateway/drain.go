@@ -17,9 +17,11 @@ import (
 //     gateway's buffers, it half-closes: shutdown(SHUT_WR), a FIN after the
 //     last reply. A connection accepted while draining half-closes at once.
 //   - It then reads and discards, without running anything, until the
-//     client closes, or nothing has arrived for lingerQuiet, or lingerMax
-//     has passed; then it closes. Closing with unread input would send a
-//     reset, which can destroy replies still on their way to the client.
+//     client closes, or nothing has arrived for lingerQuiet, or the
+//     shutdown deadline; then it closes. Closing while the client still
+//     sends would reset the connection, and a reset can destroy replies
+//     the client has not read yet: a client that goes on sending has not
+//     seen the FIN, so it is not cut short.
 //
 // So a client that reads a clean end of stream (EOF at a frame boundary)
 // knows that every request it sent and got no reply for did not run, and
@@ -31,10 +33,8 @@ import (
 
 const (
 	// lingerQuiet ends the linger of a client that has stopped sending: by
-	// then it has seen the FIN, several round trips ago.
+	// then it has most likely seen the FIN, many round trips ago.
 	lingerQuiet = 250 * time.Millisecond
-	// lingerMax bounds the linger of a client that keeps sending.
-	lingerMax = 2 * time.Second
 	// drainRewake is how often Shutdown serves again the connections that
 	// have not half-closed yet: gnet says nothing when its buffered replies
 	// have left, and the FIN must wait for them.
@@ -97,8 +97,7 @@ func (cs *conn) linger() action {
 
 // lingerDone reports whether the lingering cs may be closed now.
 func (cs *conn) lingerDone(now int64) bool {
-	since := cs.lingerSince.Load()
-	return since != 0 && (now-cs.lingerLast.Load() > int64(lingerQuiet) || now-since > int64(lingerMax))
+	return cs.lingerSince.Load() != 0 && now-cs.lingerLast.Load() > int64(lingerQuiet)
 }
 
 // lostReplies reports whether cs is being closed with replies to requests
@@ -145,15 +144,15 @@ func (s *Server) admitDraining(cs *conn, loop func() *loop) bool {
 }
 
 // drainTick runs on each tick of Shutdown's wait: it closes connections
-// whose linger is over and, every drainRewake, serves again those that have
-// not half-closed yet.
-func (s *Server) drainTick(rewake bool) {
+// whose linger is over, all that linger when deadline is set and, every
+// drainRewake, serves again those that have not half-closed yet.
+func (s *Server) drainTick(rewake, deadline bool) {
 	now := s.now()
 	var done, wake []*conn
 	s.mu.Lock()
 	for cs := range s.conns {
 		switch {
-		case cs.lingerDone(now):
+		case cs.lingerDone(now) || deadline && cs.lingerSince.Load() != 0:
 			done = append(done, cs)
 		case rewake && cs.lingerSince.Load() == 0:
 			wake = append(wake, cs)

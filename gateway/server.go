@@ -227,8 +227,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			if rewake {
 				lastWake = now
 			}
-			s.drainTick(rewake)
+			s.drainTick(rewake, false)
 		}
+	}
+	if ctx.Err() != nil {
+		s.drainTick(false, true) // a stream connection would linger on
 	}
 	s.wakeMu.Lock()
 	s.stopped = true
