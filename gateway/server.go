@@ -346,7 +346,7 @@ func (s *Server) admit(cs *conn, loop func() *loop) bool {
 // closed lets go of a connection that closed with err: its running job, its
 // unfinished read-ahead and its place among the server's connections.
 func (s *Server) closed(cs *conn, err error) {
-	if s.hooks != nil {
+	if s.hooks != nil && cs.hookID != 0 { // 0: admitted while draining, never hooked
 		s.hookClose(cs)
 	}
 	if cs.stalled {
