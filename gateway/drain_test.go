@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,9 @@ import (
 	"github.com/repe-gw/repe-gw/pluginhost"
 	"github.com/repe-gw/repe-gw/repe"
 )
+
+// eofSeen tells TestDrainEndsCleanly's writer that the reader saw the end.
+const eofSeen = ^uint64(0)
 
 // TestDrainEndsCleanly: a pipelining client that goes on writing while the
 // gateway shuts down gets a reply for every request the gateway ran, in
@@ -47,12 +51,21 @@ func TestDrainEndsCleanly(t *testing.T) {
 			require.NoError(t, err)
 			defer nc.Close()
 			written := make(chan uint64, 1)
+			var answered atomic.Uint64
 			go func() {
-				// Batches of 64 increments, ids from 1, until a write fails.
+				// Batches of 64 increments, ids from 1, until a write fails,
+				// with at most 1024 unanswered: more, behind a call on a
+				// worker, is a flood the gateway closes the connection for.
 				id := uint64(0)
 				defer func() { written <- id }()
 				var batch []byte
 				for {
+					for id >= answered.Load()+1024 {
+						if done := answered.Load(); done == eofSeen {
+							return
+						}
+						time.Sleep(100 * time.Microsecond)
+					}
 					batch = batch[:0]
 					for i := uint64(1); i <= 64; i++ {
 						batch = append(batch, gatewaytest.Request(id+i, "/calculator/increment", "")...)
@@ -64,7 +77,7 @@ func TestDrainEndsCleanly(t *testing.T) {
 				}
 			}()
 
-			var answered uint64
+			var got uint64
 			shutdown := make(chan error, 1)
 			hdr := make([]byte, repe.HeaderSize)
 			for {
@@ -75,26 +88,28 @@ func TestDrainEndsCleanly(t *testing.T) {
 				body := make([]byte, m.Length()-repe.HeaderSize)
 				_, err = io.ReadFull(nc, body)
 				require.NoError(t, err, "a reply cut short")
-				answered++
-				require.Equal(t, answered, m.ID(), "replies in order, none missing")
+				got++
+				require.Equal(t, got, m.ID(), "replies in order, none missing")
 				require.Equal(t, repe.OK, m.EC(), "%s", body)
-				require.Equal(t, strconv.FormatUint(answered, 10), string(bytes.TrimSpace(body[m.QueryLength():])))
-				if answered == 2000 {
+				require.Equal(t, strconv.FormatUint(got, 10), string(bytes.TrimSpace(body[m.QueryLength():])))
+				answered.Store(got)
+				if got == 2000 {
 					go func() { shutdown <- srv.Shutdown(context.Background()) }()
 				}
 			}
 			require.ErrorIs(t, err, io.EOF, "a clean end of stream after the last reply, not a reset")
-			require.GreaterOrEqual(t, answered, uint64(2000))
-			nc.Close() // the writer stops; the gateway's linger ends
+			require.GreaterOrEqual(t, got, uint64(2000))
+			answered.Store(eofSeen) // the writer stops
+			nc.Close()              // and the gateway's linger ends
 			require.NoError(t, <-shutdown)
 			sent := <-written
-			t.Logf("%s: wrote %d increments whole, %d answered", transport, sent, answered)
-			assert.Greater(t, sent, answered, "the client was still writing when the gateway ended the connection")
+			t.Logf("%s: wrote %d increments whole, %d answered", transport, sent, got)
+			assert.Greater(t, sent, got, "the client was still writing when the gateway ended the connection")
 
 			reply, err := host.Plugins()[0].Call(nil, gatewaytest.Request(1, "/calculator/value", ""))
 			require.NoError(t, err)
 			value := repe.Message(reply)
-			assert.Equal(t, strconv.FormatUint(answered, 10), string(bytes.TrimSpace(value.Body())),
+			assert.Equal(t, strconv.FormatUint(got, 10), string(bytes.TrimSpace(value.Body())),
 				"only the answered increments ran")
 		})
 	}
