@@ -70,10 +70,13 @@ func (c *Client) Call(ctx context.Context, query string, body []byte, opts ...Ca
 		return Reply{}, err
 	}
 	s := c.next()
-	for attempt := 1; ; attempt++ {
+	for attempt, ended := 1, 0; ; attempt++ {
 		reply, again, err := c.call(ctx, s, req, query, body)
-		if !again || attempt == maxAttempts {
+		if !again || attempt == maxAttempts+ended {
 			return reply, err
+		}
+		if errors.Is(err, errEnded) && ended < maxEnded {
+			ended++
 		}
 	}
 }
@@ -83,11 +86,18 @@ func (c *Client) Call(ctx context.Context, query string, body []byte, opts ...Ca
 // fail the call, not spin it.
 const maxAttempts = 5
 
+// maxEnded is how many more connections a request may try when they end
+// cleanly: a draining gateway whose listener still takes connections (an
+// upgrade with SO_REUSEPORT) ends each at once, and a new connection lands
+// on it again about one time in two.
+const maxEnded = 15
+
 // call makes one attempt at Call on the next connection of the pool. It
 // reports again when the request may be sent again on a new connection:
 // the connection had ended before any byte of it was written, so that the
-// server cannot have seen it, or the call is Idempotent and its
-// connection ended before the reply.
+// server cannot have seen it; the server ended it cleanly before the reply,
+// so that the request did not run (Config.ResendUnanswered); or the call
+// is Idempotent and its connection ended before the reply.
 //
 // Every attempt uses slot s, whose connection a failed attempt leaves
 // dead: the next one dials anew rather than trying the pool's other
@@ -113,7 +123,7 @@ func (c *Client) call(ctx context.Context, s *slot, req request, query string, b
 		if errors.Is(err, context.DeadlineExceeded) {
 			return Reply{}, false, contextError(query, ctx)
 		}
-		return Reply{}, n == 0 || req.idempotent, localError(query, repe.ConnectionFailure, err)
+		return Reply{}, n == 0 || req.idempotent || c.unrun(err), localError(query, repe.ConnectionFailure, err)
 	}
 	select {
 	case <-cl.done:
@@ -127,12 +137,18 @@ func (c *Client) call(ctx context.Context, s *slot, req request, query string, b
 	reply, cerr := cl.reply, cl.err
 	cn.recycle(cl)
 	if cerr != nil {
-		return Reply{}, req.idempotent, localError(query, repe.ConnectionFailure, cerr)
+		return Reply{}, req.idempotent || c.unrun(cerr), localError(query, repe.ConnectionFailure, cerr)
 	}
 	if reply.EC != repe.OK {
 		return reply, false, remoteError(query, reply)
 	}
 	return reply, false, nil
+}
+
+// unrun reports whether err, which ended a call's connection before its
+// reply, proves that the request did not run.
+func (c *Client) unrun(err error) bool {
+	return c.cfg.ResendUnanswered && errors.Is(err, errEnded)
 }
 
 // Notify sends a request with the notify flag set, for which the server

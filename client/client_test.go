@@ -713,3 +713,34 @@ func BenchmarkCallParallel(b *testing.B) {
 		})
 	}
 }
+
+// TestResendUnanswered: with Config.ResendUnanswered, calls whose
+// connection the server ended cleanly before their replies are sent again
+// on a new connection, Idempotent or not, and succeed there.
+func TestResendUnanswered(t *testing.T) {
+	held := newHold("/wait")
+	srv := repetest.Start(t, held.wrap(route), repetest.Config{Concurrent: true})
+	defer held.open() // before the server's cleanup waits for its handlers
+	c := dial(t, srv.Addr, &Config{Conns: 1, ResendUnanswered: true})
+
+	const waiting = 3
+	errs := make(chan error, waiting)
+	for range waiting {
+		go func() {
+			_, err := c.Call(ctxTimeout(t, gatewaytest.Timeout), "/wait", nil)
+			errs <- err
+		}()
+	}
+	for range waiting {
+		held.next(t)
+	}
+	srv.CloseConns() // a clean end: the server had read every request
+	for range waiting {
+		held.next(t) // each sent again, on a new connection
+	}
+	held.open()
+	for range waiting {
+		assert.NoError(t, <-errs)
+	}
+	assert.Equal(t, 2, srv.Accepted())
+}

@@ -42,6 +42,16 @@ type Config struct {
 	// DialTimeout. Default: TCP.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
+	// ResendUnanswered says that the server keeps the rule of the README's
+	// "How connections end", as repe-gw does: when it ends a connection
+	// cleanly (EOF between replies), the requests it left unanswered did
+	// not run. A call whose connection so ends is then sent again on a new
+	// one, Idempotent or not. Leave it false for a server that does not
+	// promise this: one that closes after running a request, or whose
+	// crash ends its connections with a FIN, would run such a call twice.
+	// Default false.
+	ResendUnanswered bool
+
 	// Logger receives debug records about connections that fail and
 	// replies that match no call. Default: discard.
 	Logger *slog.Logger

@@ -180,6 +180,11 @@ func (c *conn) write(ctx context.Context, h repe.Header, query string, body []by
 
 var errServerClosed = errors.New("server closed the connection")
 
+// errEnded is a connection the server ended cleanly: at a frame boundary,
+// with a FIN rather than a reset. With Config.ResendUnanswered, the
+// requests on it that got no reply did not run, and are sent again.
+var errEnded = errors.New("server closed the connection cleanly")
+
 // readLoop reads replies until the connection fails, and hands each to the
 // call with its id.
 func (c *conn) readLoop() {
@@ -196,6 +201,9 @@ func (c *conn) readLoop() {
 func (c *conn) readReply(br *bufio.Reader) error {
 	hdr, err := br.Peek(repe.HeaderSize)
 	if err != nil {
+		if len(hdr) == 0 && errors.Is(err, io.EOF) {
+			return errEnded
+		}
 		return err
 	}
 	// On the header alone, Split rejects a bad magic or version and a

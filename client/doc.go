@@ -49,8 +49,10 @@
 // new connection, as the README's "How connections end" says: the server
 // cannot have seen it. A request written and left unanswered may have run
 // (a server that crashed), so its call fails, unless it was made with
-// Idempotent, which sends it again too. A call tries five connections at
-// most.
+// Idempotent, which sends it again too, or the server ended the connection
+// cleanly and Config.ResendUnanswered says that it then ran no request it
+// left unanswered, as repe-gw promises. A call tries five connections, and
+// up to fifteen more that end cleanly.
 //
 // A reply with a non-zero ec is returned as an *Error with Remote set,
 // carrying the code and the server's message, alongside the Reply itself.

@@ -42,10 +42,10 @@ func WithID(id uint64) CallOption {
 // Idempotent marks a call that may run twice with the same effect as once,
 // a read say. When its connection ends after the request was written and
 // before its reply came, the call is sent again on a new connection
-// instead of failing with repe.ConnectionFailure: repe-gw closes a
-// connection it drains only once it has answered every request it read,
-// but a server that crashed may have run the request. Calls without it
-// are sent again only when they were not written at all.
+// instead of failing with repe.ConnectionFailure, however the connection
+// ended: a server that crashed may have run the request. Calls without it
+// are sent again only when they were not written at all, or when the
+// server ended the connection cleanly and Config.ResendUnanswered is set.
 func Idempotent() CallOption {
 	return CallOption{kind: optIdempotent}
 }

@@ -66,6 +66,15 @@ type conn struct {
 	// why says why the connection is being closed (tally.go).
 	why atomic.Uint32
 
+	// drain is where the connection is in its drain (drain.go); drainLeft
+	// is how many of the bytes it had received when the drain began are
+	// still to serve. lingerSince and lingerLast are when it half-closed
+	// and when input last arrived since, for Shutdown.
+	drain       uint8
+	drainLeft   int
+	lingerSince atomic.Int64
+	lingerLast  atomic.Int64
+
 	// hookID is the connection's conn_id for the hook plugins, and hooks
 	// the chain of them it pinned (hooks.go); tlsIdentity is the subject of
 	// the client's TLS certificate, or "".
@@ -190,6 +199,9 @@ func (cs *conn) serveOnce() (act action) {
 			act = closeConn
 		}
 	}()
+	if cs.drain >= drainFinDue {
+		return cs.linger()
+	}
 	out, act, more := cs.serve(cs.loop.out[:0])
 	if len(out) > 0 {
 		cs.loop.tally.bytesOut.Add(uint64(len(out)))
@@ -201,7 +213,11 @@ func (cs *conn) serveOnce() (act action) {
 		out = nil
 	}
 	cs.loop.out = out
-	if act == keepOpen && (more || cs.parked) {
+	switch {
+	case act == halfClose:
+		cs.drain = drainFinDue
+		return cs.linger()
+	case act == keepOpen && (more || cs.parked):
 		act = cs.afterWrite()
 	}
 	return act
@@ -214,6 +230,9 @@ func (cs *conn) serveOnce() (act action) {
 // the client has read.
 func (cs *conn) serve(out []byte) (_ []byte, action action, more bool) {
 	s, w := cs.srv, cs.w
+	if cs.drain == drainNone && s.draining.Load() {
+		cs.noteDrain()
+	}
 	if j := cs.job; j != nil && !cs.parked {
 		if j.state.Load() != jobDone {
 			return out, cs.wait(), false
@@ -256,6 +275,9 @@ func (cs *conn) serve(out []byte) (_ []byte, action action, more bool) {
 	buf := cs.buffered()
 	if cs.intake != nil {
 		return out, cs.continueIntake(), false
+	}
+	if cs.drain == drainNoted {
+		buf = buf[:min(len(buf), cs.drainLeft)]
 	}
 	run := &cs.loop.run
 	// One load of the routes per batch: a reload swaps them whole, and a
@@ -348,21 +370,26 @@ loop:
 	if done > 0 {
 		_, _ = w.Discard(done)
 		cs.loop.tally.bytesIn.Add(uint64(done))
+		if cs.drain == drainNoted {
+			cs.drainLeft = max(cs.drainLeft-done, 0)
+		}
 	}
 
 	switch {
 	case action == closeConn || cs.job != nil:
 		cs.setPartial(false)
 	case more:
+	case cs.drain == drainNoted:
+		// Every request received before the drain is answered; what is
+		// left arrived after it, or is a frame it will not finish.
+		cs.setPartial(false)
+		cs.setWhy(closedShutdown)
+		action = halfClose
 	case w.InboundBuffered() > 0:
 		// What is left is the start of a frame: the read timeout runs.
 		cs.setPartial(true)
 	default:
 		cs.setPartial(false)
-		if s.draining.Load() {
-			cs.setWhy(closedShutdown)
-			action = closeConn
-		}
 	}
 	if s.cfg.IdleTimeout > 0 {
 		cs.trackIdle(done > 0, more)
@@ -445,7 +472,7 @@ func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 func (cs *conn) wait() action {
 	s, w := cs.srv, cs.w
 	if !cs.overflowed {
-		if cs.intake == nil {
+		if cs.intake == nil && cs.drain == drainNone {
 			cs.arriving(w.InboundBuffered())
 		}
 		if cs.intake != nil {

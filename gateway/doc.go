@@ -88,7 +88,8 @@
 // connection stalled inside a frame and IdleTimeout (off by default) one
 // with nothing in flight. A peer that ends its stream after its requests
 // still gets every reply (gnet.go hands it to a stream goroutine). A panic while serving a connection
-// closes that connection only. Shutdown finishes the requests already
-// received, closes every connection and stops the event loops; the caller
-// then shuts the plugins down.
+// resets that connection only. Shutdown finishes the requests already
+// received, ends every connection cleanly (drain.go: a clean end promises
+// that the requests left unanswered did not run; every other end is a
+// reset) and stops the event loops; the caller then shuts the plugins down.
 package gateway

@@ -138,10 +138,18 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	cs := s.newConn(gc.RemoteAddr())
 	gw := &gnetWire{Conn: gc, cs: cs}
 	cs.setWire(gw)
-	if !s.admit(cs, func() *loop { return s.loopLocked(gc.EventLoop()) }) {
+	loop := func() *loop { return s.loopLocked(gc.EventLoop()) }
+	if !s.admit(cs, loop) && !s.admitDraining(cs, loop) {
 		return nil, gnet.Close
 	}
 	gc.SetContext(cs)
+	gw.resetOnClose(true) // until it ends cleanly (drain.go)
+	if cs.drain != drainNone {
+		if cs.linger() == closeConn {
+			return nil, gnet.Close
+		}
+		return nil, gnet.None
+	}
 	// Keep-alive probes find peers that vanished without closing. It is set
 	// here rather than with gnet.WithTCPKeepAlive, which on the listener
 	// hides a failed bind behind "setsockopt: bad file descriptor".
@@ -159,9 +167,16 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if cs == nil {
 		return gnet.None
 	}
-	// The peer ended its stream: answer what it sent before that.
-	if errors.Is(err, io.EOF) && cs.handOver(gc) {
+	// The peer ended its stream: answer what it sent before that, unless
+	// the connection had answered all it will (drain.go).
+	if errors.Is(err, io.EOF) && cs.drain < drainFinDue && cs.handOver(gc) {
 		return gnet.None
+	}
+	if gc.OutboundBuffered() > 0 {
+		_ = gc.Flush()
+	}
+	if cs.endsClean() {
+		cs.w.resetOnClose(false)
 	}
 	s.closed(cs, err)
 	return gnet.None

@@ -16,7 +16,8 @@ func (cs *conn) buffered() []byte {
 	if avail == 0 {
 		return nil
 	}
-	if cs.arriving(avail) {
+	// A draining connection starts no intake: it reads no more.
+	if cs.drain == drainNone && cs.arriving(avail) {
 		return nil
 	}
 	buf, _ := w.Peek(avail)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,7 +40,7 @@ func (s *syncBuffer) String() string {
 // TestPanicClosesOnlyItsConnection: a Go panic while serving one
 // connection, on its event loop or on a worker, closes that connection, is
 // logged with its stack, gives back the plugin's slot, and the server goes
-// on serving the others.
+// on serving the others. The connection is reset rather than ended.
 func TestPanicClosesOnlyItsConnection(t *testing.T) {
 	for _, where := range []string{"event loop", "worker"} {
 		t.Run(where, func(t *testing.T) { testPanic(t, where == "worker") })
@@ -103,11 +104,11 @@ func testPanic(t *testing.T, onWorker bool) {
 	require.NoError(t, err)
 	_, err = doomed.Write(append(bytes.Clone(batch[:10*(repe.HeaderSize+len("/calculator/value"))]), request(1, panicQuery)...))
 	require.NoError(t, err)
+	// Reset, not ended cleanly: the request that panicked may have run, and
+	// a clean end would tell the client that it did not (drain.go).
 	n, err := io.ReadAll(doomed)
-	assert.NoError(t, err, "the connection is closed, not reset")
-	if onWorker {
-		assert.Len(t, n, 10*(repe.HeaderSize+1), "only the replies before the panic are sent")
-	}
+	assert.ErrorIs(t, err, syscall.ECONNRESET, "the connection is reset")
+	assert.LessOrEqual(t, len(n), 10*(repe.HeaderSize+1), "no reply from the panic on")
 
 	_, err = healthy.Write(request(2, "/calculator/value"))
 	require.NoError(t, err)

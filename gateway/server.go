@@ -186,9 +186,10 @@ func (s *Server) Err() error {
 }
 
 // Shutdown stops the server gracefully: the listeners given to Serve close,
-// new connections are closed as soon as they are accepted, every connection
-// finishes the requests it has sent and is closed, then the event loops
-// stop. It waits at most until ctx is
+// new connections are half-closed as soon as they are accepted, every
+// connection answers the requests it had received, half-closes and is
+// closed once its client has closed too or gone quiet (drain.go), then the
+// event loops stop. It waits at most until ctx is
 // done and then stops regardless; calls still running in plugins are then
 // reported in the error, and their plugins must not be shut down. A second
 // call waits for the event loops to stop.
@@ -225,11 +226,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
+	lastWake := time.Now()
 	for s.connCount() > 0 && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-		case <-tick.C:
+		case now := <-tick.C:
+			rewake := now.Sub(lastWake) >= drainRewake
+			if rewake {
+				lastWake = now
+			}
+			s.drainTick(rewake, false)
 		}
+	}
+	if ctx.Err() != nil {
+		s.drainTick(false, true) // a stream connection would linger on
 	}
 	s.wakeMu.Lock()
 	s.stopped = true

@@ -89,7 +89,8 @@ func (s *Server) ServeConn(nc net.Conn, t Transport) {
 	}
 	cs := s.newConn(nc.RemoteAddr())
 	cs.tlsIdentity = identity
-	if !s.admit(cs, func() *loop { return newLoop(s.streamTallies[t]) }) {
+	loop := func() *loop { return newLoop(s.streamTallies[t]) }
+	if !s.admit(cs, loop) && !s.admitDraining(cs, loop) {
 		_ = nc.Close()
 		return
 	}
@@ -165,6 +166,7 @@ func (s *Server) serveStream(cs *conn, nc net.Conn, rest []byte, eof bool) {
 	// A connection handed over from gnet leaves its event loop's state.
 	cs.loop = newLoop(s.streamTallies[cs.loop.tally.transport])
 	cs.setWire(w)
+	w.resetOnClose(true) // until it ends cleanly (drain.go)
 	if eof {
 		w.readErr = io.EOF
 	} else {
@@ -175,6 +177,9 @@ func (s *Server) serveStream(cs *conn, nc net.Conn, rest []byte, eof bool) {
 	w.done = true
 	w.room.Broadcast()
 	w.mu.Unlock()
+	if w.writeErr == nil && cs.endsClean() {
+		w.resetOnClose(false)
+	}
 	_ = nc.Close()
 	s.closed(cs, err)
 }

@@ -35,6 +35,12 @@ type wire interface {
 	wake(fn func())
 	// Close closes the connection; it may be called from any goroutine.
 	Close() error
+
+	// closeWrite half-closes the connection once its replies are out
+	// (errUnflushed: not yet); resetOnClose sets whether closing it resets
+	// it (drain.go).
+	closeWrite() error
+	resetOnClose(on bool)
 }
 
 // wireRef is the wire a connection is served through now. It changes once
@@ -60,4 +66,7 @@ type action int
 const (
 	keepOpen action = iota
 	closeConn
+	// halfClose: the connection is draining and has answered all it will
+	// (drain.go).
+	halfClose
 )

@@ -99,10 +99,12 @@ Checks:
                         such as method_not_found, or any (default 0)
   --timeout DURATION    fail a connection whose oldest request waits longer
                         (default 10s)
-  --reconnect           when the server closes a connection, count the
-                        requests in flight on it as failed and go on over a
+  --reconnect           when the server closes a connection, go on over a
                         new one, as README's "How connections end" says a
-                        client should (default: the connection's share of
+                        client should: after a clean end (EOF between
+                        replies) send again the requests left unanswered,
+                        which did not run; after a reset or error count
+                        them as failed (default: the connection's share of
                         the run ends with it)
   --max-reply BYTES     the largest reply accepted (default 1073741824: 1 GiB)
 

@@ -116,6 +116,7 @@ type connStats struct {
 	unfinished            int64 // requests in flight when the run was stopped
 	failures              int64 // every error above, warm-up included, for progress
 	reconnects            int64 // connections opened again after the server closed one
+	resent                int64 // measured requests sent again after a clean end
 	writes, reads         int64 // system calls, to see how well requests batch
 }
 
@@ -178,6 +179,9 @@ type reader struct {
 	lat      []int64
 	shard    *histShard
 	st       connStats
+	// ended counts the measured requests in flight when the server ended
+	// the connection cleanly: they did not run, and are sent again.
+	ended int64
 }
 
 func newConn(p *plan, nc net.Conn, quota int64, phase float64, shard *histShard) *conn {
@@ -228,8 +232,11 @@ func (c *conn) attach(nc net.Conn) {
 // run sends and checks until the quota, the deadline or stop ends the run
 // and every reply is in, or the connection fails. With --reconnect, a
 // connection that the server closed is opened again while the run has
-// requests left to send; the requests in flight on the old one were
-// written, so they may have run, and are counted as failed, not sent again.
+// requests left to send. When the server ended it cleanly (EOF between
+// replies), the requests in flight on it did not run (README, "How
+// connections end"), and are sent again on the new one; their latency
+// counts from then. When it failed otherwise, they may have run, and are
+// counted as failed.
 func (c *conn) run() {
 	for {
 		var wg sync.WaitGroup
@@ -237,7 +244,18 @@ func (c *conn) run() {
 		c.read()
 		wg.Wait()
 		c.nc.Close()
-		if !c.lost || c.p.redial == nil || c.over() {
+		ended := c.r.ended
+		c.r.ended = 0
+		if c.quota >= 0 {
+			c.quota += ended // the quota counts requests answered or failed
+		}
+		over := c.over()
+		if over {
+			c.r.st.unfinished += ended
+		} else {
+			c.r.st.resent += ended
+		}
+		if !c.lost || c.p.redial == nil || over {
 			return
 		}
 		nc, err := c.p.redial()

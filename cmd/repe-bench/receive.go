@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"time"
 
@@ -70,10 +71,30 @@ func (c *conn) read() {
 			}
 			continue
 		}
-		c.abort(errConnection)
+		if p.redial != nil && errors.Is(err, io.EOF) && r.start == r.end && r.skip == 0 {
+			c.requeue()
+		} else {
+			c.abort(errConnection)
+		}
 		c.lost = true
 		return
 	}
+}
+
+// requeue ends a connection that the server ended cleanly: the requests in
+// flight on it did not run, and are counted for run to send again.
+func (c *conn) requeue() {
+	r := &c.r
+	for sent := c.loadSent(); r.head < sent; r.head++ {
+		if r.answered != nil && r.answered[r.head&c.mask] {
+			continue
+		}
+		if c.ring[r.head&c.mask]&1 != 0 {
+			r.ended++
+		}
+	}
+	c.retired.Store(r.head)
+	c.nc.Close()
 }
 
 func (c *conn) loadSent() uint64 {

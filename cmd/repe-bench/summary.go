@@ -37,6 +37,7 @@ type summary struct {
 	Reordered      int64            `json:"reordered"`
 	Unfinished     int64            `json:"unfinished"`
 	Reconnects     int64            `json:"reconnects,omitempty"`
+	Resent         int64            `json:"resent,omitempty"`
 	WarmupRequests int64            `json:"warmup_requests"`
 	WarmupErrors   int64            `json:"warmup_errors"`
 
@@ -126,6 +127,7 @@ func summarize(cfg *config, p *plan, conns []*conn, before, after cpuSample, int
 			s.Reordered += st.reordered
 			s.Unfinished += st.unfinished
 			s.Reconnects += st.reconnects
+			s.Resent += st.resent
 			s.WarmupRequests += st.warmupRequests
 			s.WarmupErrors += st.warmupErrors
 			s.BytesSent += st.bytesSent
@@ -287,6 +289,7 @@ func (s *summary) writeText(w io.Writer) error {
 		{s.Reordered, "replies out of order"},
 		{s.Unfinished, "requests unanswered when interrupted"},
 		{s.Reconnects, "connections opened again after the server closed one (--reconnect)"},
+		{s.Resent, "requests sent again: the server ended their connection cleanly before reading them (--reconnect)"},
 		{s.WarmupRequests, "warm-up requests"},
 		{s.WarmupErrors, "warm-up errors"},
 	} {
