@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,6 +28,9 @@ func TestPluginsAndStats(t *testing.T) {
 
 	require.Equal(t, 0, runCLI(t, "", "set", "/calculator/value", "2").code)
 	require.Equal(t, 2, runCLI(t, "", "get", "/calculator/nope").code)
+	// The server counts a close when it reads it, which may be after the
+	// command has exited.
+	require.Eventually(t, func() bool { return srv.Stats().Open == 0 }, gatewaytest.Timeout, time.Millisecond)
 	r = runCLI(t, "", "stats")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "PLUGIN      ROOT         REPLIES  ERRORS  NOTIFIES")
