@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -129,5 +130,60 @@ func BenchmarkLargeBody(b *testing.B) {
 	b.StopTimer()
 	if m := repe.Message(reply); m.BodyLength() != uint64(len(body)) || m.Body()[12345] != body[12345] {
 		b.Fatal("the body changed on the way")
+	}
+}
+
+// BenchmarkConnect measures what a connection costs apart from its
+// requests: one op dials, makes one call, reads its reply and closes. It
+// runs with and without ReusePort, by one client at a time and by eight at
+// once.
+func BenchmarkConnect(b *testing.B) {
+	for _, reusePort := range []bool{false, true} {
+		srv, _ := gatewaytest.Serve(b, gateway.Config{ReusePort: reusePort}, gatewaytest.Calculator(b))
+		addr := srv.Addr().String()
+		req := repe.AppendMessage(nil, repe.Header{ID: 1, QueryFormat: repe.QueryJSONPointer}, "/calculator/get_value", nil)
+		connect := func(reply []byte) error {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := c.Write(req); err != nil {
+				return err
+			}
+			if _, err := io.ReadFull(c, reply[:repe.HeaderSize]); err != nil {
+				return err
+			}
+			m := repe.Message(reply)
+			if _, err := io.ReadFull(c, reply[repe.HeaderSize:m.Length()]); err != nil {
+				return err
+			}
+			if ec := m.EC(); ec != repe.OK {
+				return fmt.Errorf("reply ec %d", ec)
+			}
+			return nil
+		}
+		b.Run(fmt.Sprintf("reuseport=%t/serial", reusePort), func(b *testing.B) {
+			reply := make([]byte, 4096)
+			for b.Loop() {
+				if err := connect(reply); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
+		})
+		b.Run(fmt.Sprintf("reuseport=%t/parallel8", reusePort), func(b *testing.B) {
+			b.SetParallelism(8 / runtime.GOMAXPROCS(0))
+			b.RunParallel(func(pb *testing.PB) {
+				reply := make([]byte, 4096)
+				for pb.Next() {
+					if err := connect(reply); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
+		})
 	}
 }
