@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,45 +116,96 @@ func TestDrainEndsCleanly(t *testing.T) {
 	}
 }
 
-// TestDrainHalfClosesNewConnections: a connection accepted while the
-// gateway drains is ended cleanly at once, its request unanswered and not
-// run, rather than closed with the request unread, which would reset it.
-func TestDrainHalfClosesNewConnections(t *testing.T) {
+// TestDrainClosesListener: once the drain begins, the gateway's listener is
+// closed, and a new connection to its port (no other process listens on
+// it) is refused, while a connection accepted before gets the replies to
+// the requests it had sent, and then a clean end.
+func TestDrainClosesListener(t *testing.T) {
 	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.TestPlugin(t, "/gw"), gatewaytest.TestPlugin(t, "/slow"))
 	busy := gatewaytest.Dial(t, srv.Addr())
-	// A long call keeps the drain going while new connections arrive.
-	busy.Send(gatewaytest.Request(1, "/slow/nap", "3000"))
-	require.Eventually(t, func() bool {
-		for _, p := range srv.PluginStats() {
-			if p.Root == "/slow" && p.InFlight > 0 {
-				return true
-			}
-		}
-		return false
-	}, gatewaytest.Timeout, time.Millisecond, "the long call runs")
+	// A long call keeps the drain going while the test dials; the ping
+	// behind it was received before the drain, so it is answered too.
+	busy.Send(append(gatewaytest.Request(1, "/slow/nap", "2000"), gatewaytest.Request(2, "/gw/ping", "")...))
+	waitInFlight(t, srv, "/slow")
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- srv.Shutdown(context.Background()) }()
 
-	refused := func() bool {
+	var last error
+	require.Eventually(t, func() bool {
 		nc, err := net.Dial("tcp", srv.Addr().String())
-		require.NoError(t, err, "the listener is open until the drain ends")
-		defer nc.Close()
-		_ = nc.SetDeadline(time.Now().Add(gatewaytest.Timeout)) // a hang fails the test
-		_, err = nc.Write(gatewaytest.Request(7, "/gw/ping", ""))
-		require.NoError(t, err)
-		n, err := io.ReadFull(nc, make([]byte, repe.HeaderSize))
 		if err == nil {
-			return false // answered: the drain has not begun yet
+			nc.Close() // accepted before the listener closed
 		}
-		require.Zero(t, n, "part of a reply")
-		require.True(t, errors.Is(err, io.EOF), "ended cleanly, not reset: %v", err)
-		return true
+		last = err
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}, gatewaytest.Timeout, time.Millisecond, "a new connection is refused once the drain begins; last dial: %v", last)
+	select {
+	case err := <-shutdown:
+		t.Fatalf("the drain ended (%v) before the long call was answered", err)
+	default:
 	}
-	for !refused() {
+	for id := uint64(1); id <= 2; id++ {
+		m := busy.Next()
+		assert.Equal(t, id, m.ID())
+		assert.Equal(t, repe.OK, m.EC())
 	}
+	_, err := busy.NextWithin(gatewaytest.Timeout)
+	require.ErrorIs(t, err, io.EOF, "a clean end after the last reply")
+	require.NoError(t, <-shutdown)
+}
+
+// TestDrainHalfClosesNewConnections: a connection admitted while the
+// gateway drains (one its listener accepted just before closing) is ended
+// cleanly at once, its request unanswered and not run, rather than closed
+// with the request unread, which would reset it.
+func TestDrainHalfClosesNewConnections(t *testing.T) {
+	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.TestPlugin(t, "/gw"), gatewaytest.TestPlugin(t, "/slow"))
+	busy := gatewaytest.Dial(t, srv.Addr())
+	// A long call keeps the drain going while the new connection arrives.
+	busy.Send(gatewaytest.Request(1, "/slow/nap", "2000"))
+	waitInFlight(t, srv, "/slow")
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(context.Background()) }()
+	require.Eventually(t, func() bool {
+		nc, err := net.Dial("tcp", srv.Addr().String())
+		if err == nil {
+			nc.Close()
+		}
+		return err != nil
+	}, gatewaytest.Timeout, time.Millisecond, "the drain began")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer nc.Close()
+	accepted, err := ln.Accept()
+	require.NoError(t, err)
+	_, err = nc.Write(gatewaytest.Request(7, "/gw/ping", ""))
+	require.NoError(t, err)
+	go srv.ServeConn(accepted, gateway.TransportTCP)
+	_ = nc.SetDeadline(time.Now().Add(gatewaytest.Timeout)) // a hang fails the test
+	n, err := io.ReadFull(nc, make([]byte, repe.HeaderSize))
+	require.Zero(t, n, "part of a reply")
+	require.ErrorIs(t, err, io.EOF, "ended cleanly, not reset")
+
 	m := busy.Next()
 	assert.Equal(t, uint64(1), m.ID())
 	assert.Equal(t, repe.OK, m.EC())
 	busy.ExpectClosed()
 	require.NoError(t, <-shutdown)
+}
+
+// waitInFlight waits until a call to the plugin at root runs.
+func waitInFlight(t *testing.T, srv *gateway.Server, root string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, p := range srv.PluginStats() {
+			if p.Root == root && p.InFlight > 0 {
+				return true
+			}
+		}
+		return false
+	}, gatewaytest.Timeout, time.Millisecond, "a call to %s runs", root)
 }

@@ -16,34 +16,70 @@ import (
 // readBufferCap is gnet's read buffer: the most one read delivers.
 const readBufferCap = 64 << 10
 
-// The gnet transport: the gateway's own TCP listener, served by gnet's event
-// loops. A connection's bytes are framed where gnet read them, and calls to
-// plugins that have proven fast run right on the loop.
+// The gnet transport: the gateway's own TCP listener (listen.go), whose
+// connections gnet's event loops serve. A connection's bytes are framed
+// where gnet read them, and calls to plugins that have proven fast run right
+// on the loop.
 
-// startGnet runs gnet's engine on the configured address in the background
-// and returns once it listens, or with the reason it cannot.
+// startGnet listens on the configured address and starts gnet's event
+// loops, and the accept loop that hands them connections, in the
+// background. The loops are a gnet.Client's: they serve connections
+// enrolled from elsewhere, and have no listener of their own.
 func (s *Server) startGnet() error {
-	opts := []gnet.Option{
+	ln, err := s.listen()
+	if err != nil {
+		return fmt.Errorf("gateway: listen on %s: %w", s.cfg.Addr, err)
+	}
+	if !s.track(ln) {
+		return errors.New("gateway: the server is shut down")
+	}
+	cli, err := gnet.NewClient((*handler)(s),
 		gnet.WithNumEventLoop(s.cfg.EventLoops),
-		gnet.WithReuseAddr(true),
-		gnet.WithReusePort(s.cfg.ReusePort),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		// Go's accept has set TCP_NODELAY already; TCPDelay keeps gnet
+		// from setting it again (it never clears it).
+		gnet.WithTCPNoDelay(gnet.TCPDelay),
 		gnet.WithReadBufferCap(readBufferCap),
 		gnet.WithLogger(gnetLogger{s.log}),
+	)
+	if err == nil {
+		err = cli.Start()
 	}
-	go func() {
-		// OnBoot runs on this goroutine, inside Run, so runErr has one writer.
-		if err := gnet.Run((*handler)(s), "tcp://"+s.cfg.Addr, opts...); err != nil {
-			s.runErr = err
+	if err != nil {
+		s.untrack(ln)
+		_ = ln.Close()
+		return fmt.Errorf("gateway: event loops: %w", err)
+	}
+	s.cli, s.addr = cli, ln.Addr()
+	s.accepting.Go(func() {
+		defer s.untrack(ln)
+		if err := s.accept(ln, s.enroll); err != nil {
+			_ = ln.Close()
+			// Written before the loops stop, so before Done is closed.
+			s.runErr = fmt.Errorf("gateway: accept on %s: %w", s.addr, err)
+			s.stopLoops()
 		}
-		close(s.done)
-	}()
-	select {
-	case <-s.booted:
-		return nil
-	case <-s.done:
-		return fmt.Errorf("gateway: listen on %s: %w", s.cfg.Addr, s.runErr)
-	}
+	})
+	return nil
+}
+
+// stopLoops stops gnet's event loops, which close the connections they
+// still serve, once the accept loop has returned, and then closes Done;
+// once, in the background.
+func (s *Server) stopLoops() {
+	s.stopOnce.Do(func() {
+		go func() {
+			s.accepting.Wait() // no connection is enrolled in stopped loops
+			s.wakeMu.Lock()
+			s.stopped = true
+			s.wakeMu.Unlock()
+			if s.cli != nil {
+				if err := s.cli.Stop(); err != nil && s.runErr == nil {
+					s.runErr = fmt.Errorf("gateway: event loops: %w", err)
+				}
+			}
+			close(s.done)
+		}()
+	})
 }
 
 // gnetWire is a gnet connection as the core sees it. gnet.Conn has the
@@ -97,39 +133,7 @@ func (w *gnetWire) wake(fn func()) {
 // are not part of Server's API.
 type handler Server
 
-func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
-	s := (*Server)(h)
-	s.eng = eng
-	addr, err := listenAddr(eng)
-	if err != nil {
-		s.runErr = err
-		return gnet.Shutdown
-	}
-	s.addr = addr
-	s.clock.Store(s.now())
-	close(s.booted)
-	return gnet.None
-}
-
-// listenAddr asks the kernel which address the engine's listener is bound to.
-func listenAddr(eng gnet.Engine) (net.Addr, error) {
-	fd, err := eng.Dup()
-	if err != nil {
-		return nil, fmt.Errorf("gateway: listener address: %w", err)
-	}
-	defer unix.Close(fd)
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: listener address: %w", err)
-	}
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}, nil
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}, nil
-	}
-	return nil, fmt.Errorf("gateway: listener address: unexpected socket address %T", sa)
-}
+func (h *handler) OnBoot(gnet.Engine) gnet.Action { return gnet.None }
 
 func (h *handler) OnShutdown(gnet.Engine) {}
 
@@ -144,19 +148,8 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	gc.SetContext(cs)
 	gw.resetOnClose(true) // until it ends cleanly (drain.go)
-	if cs.drain != drainNone {
-		if cs.linger() == closeConn {
-			return nil, gnet.Close
-		}
-		return nil, gnet.None
-	}
-	// Keep-alive probes find peers that vanished without closing. It is set
-	// here rather than with gnet.WithTCPKeepAlive, which on the listener
-	// hides a failed bind behind "setsockopt: bad file descriptor".
-	if s.cfg.KeepAlive > 0 {
-		if err := gc.SetKeepAlivePeriod(s.cfg.KeepAlive); err != nil {
-			s.log.Debug("keep-alive not set", "remote", cs.remote, "error", err)
-		}
+	if cs.drain != drainNone && cs.linger() == closeConn {
+		return nil, gnet.Close
 	}
 	return nil, gnet.None
 }

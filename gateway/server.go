@@ -33,26 +33,29 @@ type Server struct {
 	swapMu  sync.Mutex
 	reloads reloadCounts
 
-	eng    gnet.Engine
-	addr   net.Addr
-	booted chan struct{}
-	done   chan struct{} // closed when gnet.Run returns
-	runErr error
+	// cli runs gnet's event loops; accepting counts the accept loop that
+	// enrolls connections in them (listen.go).
+	cli       *gnet.Client
+	addr      net.Addr
+	accepting sync.WaitGroup
+	stopOnce  sync.Once
+	done      chan struct{} // closed when the event loops have stopped
+	runErr    error
 
 	draining atomic.Bool
 	clock    atomic.Int64 // coarse now, set by the sweeper
 	stop     chan struct{}
 
 	// mu guards the connections, the event loops' state, the per-address
-	// counts and the listeners given to Serve. draining is set under it too,
-	// so that a connection accepted during Shutdown is either refused or
-	// seen by it.
+	// counts and the listeners, the gateway's own and those given to
+	// Serve. draining is set under it too, so that a connection accepted
+	// during Shutdown is either refused or seen by it, and a listener is
+	// either closed by it or not opened.
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
 	loops     map[gnet.EventLoop]*loop
 	perIP     map[string]int
 	listeners map[net.Listener]struct{}
-	started   bool // gnet's engine runs
 
 	housekeeping sync.Once
 
@@ -81,6 +84,7 @@ type Server struct {
 	// root's, one slot per event loop as a lane's (tally.go).
 	gwTally     []laneTally
 	connsLog    lograte.Limiter
+	enrollLog   lograte.Limiter
 	perIPLog    lograte.Limiter
 	overflowLog lograte.Limiter
 	slowLog     lograte.Limiter
@@ -109,7 +113,6 @@ func New(cfg Config, plugins []*pluginhost.Plugin) (*Server, error) {
 		epoch: time.Now(),
 		textOverflow: fmt.Sprintf("connection closed: more than %d bytes of requests arrived behind one frame while an earlier request was running; this request and those after it were dropped",
 			cfg.MaxPendingInput),
-		booted:    make(chan struct{}),
 		done:      make(chan struct{}),
 		stop:      make(chan struct{}),
 		conns:     make(map[*conn]struct{}),
@@ -143,9 +146,6 @@ func (s *Server) Start() error {
 	if err := s.startGnet(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.started = true
-	s.mu.Unlock()
 	s.startHousekeeping()
 	s.log.Info("listening", "addr", s.addr.String())
 	return nil
@@ -172,7 +172,7 @@ func (s *Server) startHousekeeping() {
 func (s *Server) Addr() net.Addr { return s.addr }
 
 // Done is closed when the server has stopped, after Shutdown or a failure of
-// its event loops; Err then says why.
+// its listener; Err then says why.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
 // Err returns the error that stopped the server, once Done is closed.
@@ -185,14 +185,16 @@ func (s *Server) Err() error {
 	}
 }
 
-// Shutdown stops the server gracefully: the listeners given to Serve close,
-// new connections are half-closed as soon as they are accepted, every
-// connection answers the requests it had received, half-closes and is
-// closed once its client has closed too or gone quiet (drain.go), then the
-// event loops stop. It waits at most until ctx is
-// done and then stops regardless; calls still running in plugins are then
-// reported in the error, and their plugins must not be shut down. A second
-// call waits for the event loops to stop.
+// Shutdown stops the server gracefully: its listener and those given to
+// Serve close at once, so that new connections are refused (or, with
+// ReusePort, go to another process on the port); a connection accepted
+// just before is half-closed as soon as it is admitted; every connection
+// answers the requests it had received, half-closes and is closed once its
+// client has closed too or gone quiet (drain.go); then the event loops
+// stop. It waits at most until ctx is done and then stops regardless;
+// calls still running in plugins are then reported in the error, and their
+// plugins must not be shut down. A second call waits for the event loops
+// to stop.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	again := s.draining.Swap(true)
@@ -206,7 +208,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = ln.Close()
 		}
 	}
-	started := s.started
 	s.mu.Unlock()
 	if again {
 		select {
@@ -241,15 +242,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ctx.Err() != nil {
 		s.drainTick(false, true) // a stream connection would linger on
 	}
-	s.wakeMu.Lock()
-	s.stopped = true
-	s.wakeMu.Unlock()
-	var stopErr error
-	if started {
-		stopErr = s.eng.Stop(ctx)
-	} else {
-		close(s.done)
-	}
+	s.stopLoops()
 	select {
 	case <-s.done:
 	case <-ctx.Done():
@@ -263,10 +256,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("gateway: plugin calls still running at the shutdown deadline: %w", ctx.Err())
 	}
-	if stopErr != nil && !errors.Is(stopErr, context.DeadlineExceeded) {
-		return fmt.Errorf("gateway: stop: %w", stopErr)
-	}
-	return nil
+	return s.runErr // what stopped the server before, if anything did
 }
 
 // now reads the monotonic clock: time.Since of a time with a monotonic

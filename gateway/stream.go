@@ -33,49 +33,12 @@ const streamReadAhead = 4 * readBufferCap
 // closes ln, and then returns nil; any other failure to accept is returned.
 // It may be called for several listeners, with or without Start.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.draining.Load() {
-		s.mu.Unlock()
-		_ = ln.Close()
+	if !s.track(ln) {
 		return nil
 	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
+	defer s.untrack(ln)
 	s.startHousekeeping()
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.draining.Load() {
-				return nil
-			}
-			// Out of descriptors, say: wait, as net/http does, rather than
-			// spin or give up on a listener that may recover.
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "error", err, "in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		go s.ServeConn(nc, transportOf(nc))
-	}
-}
-
-// isTemporary reports whether an accept error is one the listener recovers
-// from: out of descriptors or memory, or a connection aborted before it
-// was accepted.
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
+	return s.accept(ln, func(nc net.Conn) { go s.ServeConn(nc, transportOf(nc)) })
 }
 
 // ServeConn serves REPE on nc until it closes, and closes it, counting it
