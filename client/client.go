@@ -87,9 +87,10 @@ func (c *Client) Call(ctx context.Context, query string, body []byte, opts ...Ca
 const maxAttempts = 5
 
 // maxEnded is how many more connections a request may try when they end
-// cleanly: a draining gateway whose listener still takes connections (an
-// upgrade with SO_REUSEPORT) ends each at once, and a new connection lands
-// on it again about one time in two.
+// cleanly: a draining server whose listener still takes connections ends
+// each at once, and with SO_REUSEPORT a new connection may land on it
+// again. repe-gw closes its listener as its drain begins, so only those
+// it accepted just before end so; other servers may go on accepting.
 const maxEnded = 15
 
 // call makes one attempt at Call on the next connection of the pool. It

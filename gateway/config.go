@@ -129,8 +129,9 @@ type Config struct {
 
 	// ReusePort sets SO_REUSEPORT on the listener, so that a second
 	// process can listen on the same address: the new version of the
-	// gateway starts before the old one drains. Default false: a second
-	// listener on the address is an error.
+	// gateway starts before the old one drains, and once the old one's
+	// listener closes (Shutdown) the new one gets every new connection.
+	// Default false: a second listener on the address is an error.
 	ReusePort bool
 
 	// Hooks are the hook plugins' tables (pluginhost.Host.Hooks), called

@@ -10,8 +10,9 @@
 //
 // One dispatch core (conn.go) holds framing, routing, ordering, read-ahead,
 // the limits and the plugins' policies; transports only move bytes through
-// a small interface (wire.go). gnet's event loops serve the gateway's own
-// TCP listener (gnet.go); Serve and ServeConn serve any net.Listener or
+// a small interface (wire.go). gnet's event loops serve the connections
+// of the gateway's own TCP listener (listen.go, gnet.go), which closes as
+// the drain begins; Serve and ServeConn serve any net.Listener or
 // net.Conn, a tls.Listener say, on a goroutine per connection (stream.go).
 // Both answer the same bytes with the same bytes.
 //
