@@ -9,10 +9,14 @@
 # $CLIENT_CPU. Prints one line per run: server CPU per request (gateway
 # and worker together: --server-pid counts children), p50, context
 # switches per request of the server's processes, and the disturbance.
+# Each round then prints the floor of a round trip to a worker process:
+# bench/ipcfloor, two processes on the server's CPU passing a byte back
+# and forth, its wall and CPU time per round trip.
 #
 # It takes about a minute with the defaults.
 set -eu
 GO=${GO:-go}
+CC=${CC:-cc}
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-3s}
 WARMUP=${WARMUP:-1s}
@@ -26,6 +30,7 @@ CASES=${CASES:-pipelined:4:32 unpipelined:64:1}
 
 make plugins >/dev/null
 $GO build -o bin/ ./cmd/repe-bench ./cmd/repe-gw
+$CC -O2 -Wall -Wextra -std=c11 -o bin/ipcfloor bench/ipcfloor/ipcfloor.c
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 so=$(pwd)/plugins/calculator/calculator.so
@@ -74,6 +79,8 @@ for round in $(seq "$ROUNDS"); do
 			run "$s" "$1" "$2" "$3"
 		done
 	done
+	taskset -c "$SERVER_CPU" ./bin/ipcfloor 2 | awk -F'[:,} ]+' '
+		{ printf "floor      ipcfloor      round trip %s µs wall, %s µs CPU\n", $4, $6 }'
 	# Rotate the order, so that no server always runs first.
 	servers="$(echo $servers | cut -d' ' -f2-) $(echo $servers | cut -d' ' -f1)"
 done

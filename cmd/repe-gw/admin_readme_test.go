@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/repe-gw/repe-gw/internal/plugintest"
+	"github.com/repe-gw/repe-gw/internal/readmetest"
 )
 
 // TestReadmeOperating runs the examples of README.md's "Operating it": each
@@ -23,14 +24,14 @@ func TestReadmeOperating(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("the examples use curl")
 	}
-	section := readmeSection(t, "## Operating it")
+	section := readmetest.Section(t, "## Operating it")
 	bin := buildGateway(t)
 	blocks := strings.Split(section, "```sh\n")[1:]
 	require.Len(t, blocks, 2)
 	for _, block := range blocks {
 		script, rest, ok := strings.Cut(block, "```\n")
 		require.True(t, ok)
-		steps := transcript(rest)
+		steps := readmetest.Transcript(rest)
 		require.NotEmpty(t, steps, "no console block after:\n%s", script)
 
 		dir := t.TempDir()
@@ -53,9 +54,9 @@ func TestReadmeOperating(t *testing.T) {
 		g.waitLog(t, `msg="admin listening" addr=`+admin)
 
 		for _, s := range steps {
-			out, err := shell(dir, strings.ReplaceAll(s.command, "127.0.0.1:9099", admin))
-			require.NoError(t, err, "%s\n%s", s.command, out)
-			assert.Equal(t, s.output, out, s.command)
+			out, err := shell(dir, strings.ReplaceAll(s.Command, "127.0.0.1:9099", admin))
+			require.NoError(t, err, "%s\n%s", s.Command, out)
+			assert.Equal(t, s.Output, out, s.Command)
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/repe-gw/repe-gw/glazeplugins"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
+	"github.com/repe-gw/repe-gw/internal/readmetest"
 )
 
 // runCheck runs bin check with args, in dir, and returns its standard
@@ -246,8 +247,8 @@ func TestCheckUsage(t *testing.T) {
 // times differ from one build and run to the next, so each is compared as
 // a placeholder.
 func TestCheckReadme(t *testing.T) {
-	section := readmeSection(t, "## Checking a plugin")
-	steps := transcript(section)
+	section := readmetest.Section(t, "## Checking a plugin")
+	steps := readmetest.Transcript(section)
 	require.Len(t, steps, 2)
 	bin := buildGateway(t)
 	dir := t.TempDir()
@@ -259,12 +260,12 @@ func TestCheckReadme(t *testing.T) {
 
 	varying := regexp.MustCompile(`\b[0-9a-f]{64}\b|\b[0-9]+(\.[0-9]+)?(ns|µs|ms|s)\b`)
 	for _, s := range steps {
-		require.True(t, strings.HasPrefix(s.command, "bin/repe-gw check "), s.command)
-		cmd := exec.Command("sh", "-c", bin+strings.TrimPrefix(s.command, "bin/repe-gw"))
+		require.True(t, strings.HasPrefix(s.Command, "bin/repe-gw check "), s.Command)
+		cmd := exec.Command("sh", "-c", bin+strings.TrimPrefix(s.Command, "bin/repe-gw"))
 		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "%s\n%s", s.command, out)
-		assert.Equal(t, varying.ReplaceAllString(s.output, "…"), varying.ReplaceAllString(string(out), "…"), s.command)
+		require.NoError(t, err, "%s\n%s", s.Command, out)
+		assert.Equal(t, varying.ReplaceAllString(s.Output, "…"), varying.ReplaceAllString(string(out), "…"), s.Command)
 	}
 }
 

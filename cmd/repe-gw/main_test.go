@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -25,17 +26,46 @@ import (
 	"github.com/repe-gw/repe-gw/repe"
 )
 
-// buildGateway builds the command without cgo, as `make build` does, so that
-// these tests prove such a binary loads and serves plugins. It stamps the
-// version from the repository when there is one, whatever GOFLAGS says.
+// gatewayBin is the command, built once for the whole run by buildGateway
+// into the directory TestMain made: linking it takes about two seconds,
+// and most tests run it.
+var gatewayBin struct {
+	dir  string
+	once sync.Once
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "repe-gw-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gatewayBin.dir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildGateway returns the command built without cgo, as `make build`
+// builds it, so that these tests prove such a binary loads and serves
+// plugins. It stamps the version from the repository when there is one,
+// whatever GOFLAGS says.
 func buildGateway(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "repe-gw")
-	cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
+	gatewayBin.once.Do(func() {
+		bin := filepath.Join(gatewayBin.dir, "repe-gw")
+		cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			gatewayBin.err = fmt.Errorf("building repe-gw: %w\n%s", err, out)
+			return
+		}
+		gatewayBin.path = bin
+	})
+	require.NoError(t, gatewayBin.err)
+	return gatewayBin.path
 }
 
 // process is a repe-gw process under test.

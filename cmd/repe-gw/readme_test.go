@@ -17,45 +17,8 @@ import (
 
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
+	"github.com/repe-gw/repe-gw/internal/readmetest"
 )
-
-// readmeSection returns the section of README.md under heading, up to the
-// next heading of its level.
-func readmeSection(t *testing.T, heading string) string {
-	t.Helper()
-	readme, err := os.ReadFile(plugintest.RepoPath("README.md"))
-	require.NoError(t, err)
-	_, section, ok := strings.Cut(string(readme), "\n"+heading+"\n")
-	require.True(t, ok, "README.md has no %q", heading)
-	section, _, _ = strings.Cut(section, "\n## ")
-	return section
-}
-
-// transcriptStep is one "$ command" line of a console block and the output
-// shown under it.
-type transcriptStep struct {
-	command string
-	output  string
-}
-
-// transcript reads the console blocks of a README section.
-func transcript(section string) []transcriptStep {
-	var steps []transcriptStep
-	in := false
-	for line := range strings.SplitSeq(section, "\n") {
-		switch {
-		case line == "```console":
-			in = true
-		case line == "```":
-			in = false
-		case in && strings.HasPrefix(line, "$ "):
-			steps = append(steps, transcriptStep{command: strings.TrimPrefix(line, "$ ")})
-		case in && len(steps) > 0:
-			steps[len(steps)-1].output += line + "\n"
-		}
-	}
-	return steps
-}
 
 // TestReadmeQuickStart runs what README.md tells a newcomer to run: make run,
 // then the calls of the console session after it, each of which must print
@@ -65,10 +28,10 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Skip("builds the project with make")
 	}
 	root := plugintest.RepoPath("")
-	section := readmeSection(t, "## Quick start")
+	section := readmetest.Section(t, "## Quick start")
 	require.Contains(t, section, "make run     # builds the example plugins and the gateway; serves on 127.0.0.1:5099")
 	require.Contains(t, section, "make test    # the whole suite")
-	calls := transcript(section)
+	calls := readmetest.Transcript(section)
 	require.NotEmpty(t, calls, "README.md shows no call")
 
 	// make run, on a free port instead of 5099 so that the test cannot
@@ -102,15 +65,15 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 
 	for _, c := range calls {
-		require.True(t, strings.HasPrefix(c.command, "go run ./cmd/repe "), "a call, not %q", c.command)
-		cmd := exec.Command("sh", "-c", c.command)
+		require.True(t, strings.HasPrefix(c.Command, "go run ./cmd/repe "), "a call, not %q", c.Command)
+		cmd := exec.Command("sh", "-c", c.Command)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "REPE_ADDR="+addr)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr // where go run would say what it downloads
 		got, err := cmd.Output()
-		require.NoError(t, err, "%s\n%s", c.command, stderr.String())
-		assert.Equal(t, c.output, string(got), c.command)
+		require.NoError(t, err, "%s\n%s", c.Command, stderr.String())
+		assert.Equal(t, c.Output, string(got), c.Command)
 	}
 }
 
@@ -121,7 +84,7 @@ var flagRow = regexp.MustCompile("^\\| `--([a-z-]+)( [^`]+)?` \\|([^|]*)\\|")
 // TestReadmeFlags checks the flag table of README.md's "Running it" against
 // repe-gw -h: the same flags, with the same placeholders and defaults.
 func TestReadmeFlags(t *testing.T) {
-	section := readmeSection(t, "## Running it")
+	section := readmetest.Section(t, "## Running it")
 	var usage bytes.Buffer
 	_, err := parseFlags([]string{"-h"}, &usage)
 	require.ErrorIs(t, err, errHelp)
@@ -189,7 +152,7 @@ func codeBlocks(section, lang string) []string {
 // out as `make plugins` lays them out, and validate prints what the
 // transcript shows.
 func TestReadmeConfiguration(t *testing.T) {
-	section := readmeSection(t, "## Configuration file")
+	section := readmetest.Section(t, "## Configuration file")
 	bin := buildGateway(t)
 
 	t.Run("example", func(t *testing.T) {
@@ -211,15 +174,15 @@ func TestReadmeConfiguration(t *testing.T) {
 	})
 
 	t.Run("validate", func(t *testing.T) {
-		steps := transcript(section)
+		steps := readmetest.Transcript(section)
 		require.Len(t, steps, 2)
 		for _, s := range steps {
-			require.True(t, strings.HasPrefix(s.command, "bin/repe-gw validate "), s.command)
-			cmd := exec.Command("sh", "-c", bin+strings.TrimPrefix(s.command, "bin/repe-gw"))
+			require.True(t, strings.HasPrefix(s.Command, "bin/repe-gw validate "), s.Command)
+			cmd := exec.Command("sh", "-c", bin+strings.TrimPrefix(s.Command, "bin/repe-gw"))
 			cmd.Dir = plugintest.RepoPath("")
 			out, err := cmd.CombinedOutput()
-			require.NoError(t, err, "%s\n%s", s.command, out)
-			assert.Equal(t, s.output, string(out), s.command)
+			require.NoError(t, err, "%s\n%s", s.Command, out)
+			assert.Equal(t, s.Output, string(out), s.Command)
 		}
 	})
 }

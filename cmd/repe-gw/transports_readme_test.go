@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/repe-gw/repe-gw/internal/plugintest"
+	"github.com/repe-gw/repe-gw/internal/readmetest"
 	"github.com/repe-gw/repe-gw/internal/tlstest"
 )
 
@@ -24,7 +25,7 @@ func TestReadmeTransports(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("the examples use curl")
 	}
-	section := readmeSection(t, "## TLS, HTTP and WebSocket")
+	section := readmetest.Section(t, "## TLS, HTTP and WebSocket")
 	bin := buildGateway(t)
 	repeBin := filepath.Join(t.TempDir(), "repe")
 	out, err := exec.Command("go", "build", "-o", repeBin, "../repe").CombinedOutput()
@@ -35,7 +36,7 @@ func TestReadmeTransports(t *testing.T) {
 	for _, block := range blocks {
 		script, rest, ok := strings.Cut(block, "```\n")
 		require.True(t, ok)
-		steps := transcript(rest)
+		steps := readmetest.Transcript(rest)
 		require.NotEmpty(t, steps, "no console block after:\n%s", script)
 
 		dir := t.TempDir()
@@ -59,11 +60,11 @@ func TestReadmeTransports(t *testing.T) {
 
 		for _, s := range steps {
 			// Standard error too, as a terminal shows it.
-			cmd := exec.Command("sh", "-c", addrs.Replace(s.command))
+			cmd := exec.Command("sh", "-c", addrs.Replace(s.Command))
 			cmd.Dir = dir
 			out, err := cmd.CombinedOutput()
-			require.NoError(t, err, "%s\n%s", s.command, out)
-			assert.Equal(t, addrs.Replace(s.output), string(out), s.command)
+			require.NoError(t, err, "%s\n%s", s.Command, out)
+			assert.Equal(t, addrs.Replace(s.Output), string(out), s.Command)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
+	"github.com/repe-gw/repe-gw/internal/readmetest"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -223,8 +224,8 @@ func TestRootWarning(t *testing.T) {
 // runs, and each line shown under a gateway appears in its log, without
 // its time, "…" standing for anything.
 func TestReadmeTrustingPlugins(t *testing.T) {
-	section := readmeSection(t, "## Trusting plugins")
-	steps := transcript(section)
+	section := readmetest.Section(t, "## Trusting plugins")
+	steps := readmetest.Transcript(section)
 	require.Len(t, steps, 4)
 	bin := buildGateway(t)
 	srv := filepath.Join(t.TempDir(), "srv", "repe-gw")
@@ -237,16 +238,16 @@ func TestReadmeTrustingPlugins(t *testing.T) {
 		return strings.ReplaceAll(s, "owner root (0)", "owner "+owner(t))
 	}
 	for _, s := range steps {
-		command := local(s.command)
+		command := local(s.Command)
 		args := strings.Fields(command)
 		if args[0] != "repe-gw" {
-			require.Empty(t, s.output, command)
+			require.Empty(t, s.Output, command)
 			out, err := exec.Command("sh", "-c", command).CombinedOutput()
 			require.NoError(t, err, "%s\n%s", command, out)
 			continue
 		}
 		g := startGateway(t, bin, args[1:]...)
-		for line := range strings.SplitSeq(strings.TrimSuffix(s.output, "\n"), "\n") {
+		for line := range strings.SplitSeq(strings.TrimSuffix(s.Output, "\n"), "\n") {
 			parts := strings.Split(local(line), "…")
 			for i := range parts {
 				parts[i] = regexp.QuoteMeta(parts[i])

@@ -14,6 +14,7 @@ import (
 	"github.com/repe-gw/repe-gw/glazeplugins"
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
+	"github.com/repe-gw/repe-gw/internal/readmetest"
 )
 
 // The tests in this file serve plugins built with Glaze and clang-19: the
@@ -27,7 +28,7 @@ import (
 func TestReadmeGlazePlugins(t *testing.T) {
 	readme := readRepoFile(t, "glazeplugins/README.md")
 	require.Contains(t, readme, "bin/repe-gw --plugins bin/glaze-plugins", "the README serves another folder than the one tests load")
-	steps := transcript(readme)
+	steps := readmetest.Transcript(readme)
 	require.GreaterOrEqual(t, len(steps), 5, "glazeplugins/README.md shows no session")
 
 	srv, _ := gatewaytest.Serve(t, gateway.Config{}, glazeplugins.Plugin(t, "calculator"), glazeplugins.Plugin(t, "shop"))
@@ -62,7 +63,7 @@ func TestTemplateReadme(t *testing.T) {
 	readme := readRepoFile(t, "templates/glaze-plugin/README.md")
 	build := codeBlocks(readme, "sh")
 	require.Len(t, build, 1, "the template's README gives one block of build steps")
-	steps := transcript(readme)
+	steps := readmetest.Transcript(readme)
 	require.GreaterOrEqual(t, len(steps), 5, "the template's README shows no session")
 
 	// The README's steps start at the root of a repe-gw checkout; the
@@ -95,15 +96,15 @@ func TestTemplateReadme(t *testing.T) {
 // runSteps runs each step in a shell in dir, with env added to the
 // environment, and requires the output the README shows, standard output
 // and error together.
-func runSteps(t *testing.T, steps []transcriptStep, dir string, env ...string) {
+func runSteps(t *testing.T, steps []readmetest.Step, dir string, env ...string) {
 	t.Helper()
 	for _, s := range steps {
-		cmd := exec.Command("sh", "-c", s.command)
+		cmd := exec.Command("sh", "-c", s.Command)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), env...)
 		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "%s\n%s", s.command, out)
-		assert.Equal(t, s.output, string(out), s.command)
+		require.NoError(t, err, "%s\n%s", s.Command, out)
+		assert.Equal(t, s.Output, string(out), s.Command)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/repe-gw/repe-gw/gateway"
 	"github.com/repe-gw/repe-gw/internal/gatewaytest"
 	"github.com/repe-gw/repe-gw/internal/plugintest"
+	"github.com/repe-gw/repe-gw/internal/readmetest"
 	"github.com/repe-gw/repe-gw/repe"
 )
 
@@ -208,7 +209,7 @@ func TestRecordReplayUsage(t *testing.T) {
 // against a fresh one. The README's addresses are replaced by the test's:
 // a free port for the recorder and its gateways' for 127.0.0.1:5099.
 func TestReadmeGoldenTests(t *testing.T) {
-	section := readmeSection(t, "## Golden tests")
+	section := readmetest.Section(t, "## Golden tests")
 	start := codeBlocks(section, "sh")
 	require.Len(t, start, 1, "the section starts the recorder in one sh block")
 	sessions := codeBlocks(section, "console")
@@ -227,15 +228,15 @@ func TestReadmeGoldenTests(t *testing.T) {
 	require.Equal(t, "bin/repe", args[0])
 	args[len(args)-1] = filepath.Join(dir, args[len(args)-1]) // --out, relative to where the README runs
 	rec := startRecorder(t, args[1:]...)
-	steps := transcript("```console\n" + sessions[0] + "```\n")
+	steps := readmetest.Transcript("```console\n" + sessions[0] + "```\n")
 	for i := range steps {
-		steps[i].command = addrs.Replace(steps[i].command)
+		steps[i].Command = addrs.Replace(steps[i].Command)
 	}
 	runSteps(t, steps, dir)
 	rec.stop(t)
 
 	fresh, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t))
-	runSteps(t, transcript("```console\n"+sessions[1]+"```\n"), dir, "REPE_ADDR="+fresh.Addr().String())
+	runSteps(t, readmetest.Transcript("```console\n"+sessions[1]+"```\n"), dir, "REPE_ADDR="+fresh.Addr().String())
 
 	makefile, err := os.ReadFile(plugintest.RepoPath("Makefile"))
 	require.NoError(t, err)
@@ -255,7 +256,7 @@ func mustResolve(t *testing.T, addr string) net.Addr {
 // gateway serving the C calculator.
 func TestReplayConformance(t *testing.T) {
 	const command = "bin/repe replay conformance/testdata/glaze --expect conformance/testdata/expectations.json"
-	section := strings.Join(strings.Fields(readmeSection(t, "## Golden tests")), " ")
+	section := strings.Join(strings.Fields(readmetest.Section(t, "## Golden tests")), " ")
 	require.Contains(t, section, "`"+command+"`")
 
 	srv, _ := gatewaytest.Serve(t, gateway.Config{}, gatewaytest.Calculator(t))
