@@ -157,3 +157,36 @@ func TestCallFloor(t *testing.T) {
 	assert.Error(t, cmd.Run())
 	assert.Equal(t, "callfloor: the plugin answered an error: ec 6\n", stderr.String())
 }
+
+// TestIPCFloor builds bench/ipcfloor with $CC, as bench/isolated.sh does,
+// and runs it briefly: it makes round trips between its two processes and
+// reports them as the script reads them.
+func TestIPCFloor(t *testing.T) {
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "cc"
+	}
+	bin := filepath.Join(t.TempDir(), "ipcfloor")
+	build := exec.Command(cc, "-O2", "-Wall", "-Wextra", "-Werror", "-std=c11",
+		"-o", bin, plugintest.RepoPath("bench/ipcfloor/ipcfloor.c"))
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	out, err = exec.Command(bin, "0.05").Output()
+	require.NoError(t, err)
+	var floor struct {
+		RoundTrips int64   `json:"round_trips"`
+		WallUs     float64 `json:"wall_us"`
+		CPUUs      float64 `json:"cpu_us"`
+	}
+	require.NoError(t, json.Unmarshal(out, &floor), "%s", out)
+	assert.GreaterOrEqual(t, floor.RoundTrips, int64(1000), "it counts in thousands")
+	assert.Positive(t, floor.WallUs)
+	assert.Positive(t, floor.CPUUs)
+
+	cmd := exec.Command(bin, "nonsense")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	assert.Error(t, cmd.Run())
+	assert.Equal(t, "ipcfloor: usage: ipcfloor [SECONDS]\n", stderr.String())
+}
