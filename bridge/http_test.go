@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -140,4 +142,29 @@ func TestJSONRPC(t *testing.T) {
 	}
 	_, resp := rpc(`{"jsonrpc":"2.0","method":"tp/garbage","id":7}`)
 	assert.Contains(t, resp, `"code":-32700`, "Glaze maps ec 5 to a parse error, whoever made it")
+}
+
+// TestMalformedChunkedBody: a body whose chunked encoding is broken is
+// answered 400 and never reaches the plugin, on REST and JSON-RPC alike,
+// rather than an empty 200 that looks like success.
+func TestMalformedChunkedBody(t *testing.T) {
+	url := serveHTTP(t, gateway.Config{})
+	status, _, _ := do(t, "PUT", url+"/calculator/value", "7")
+	require.Equal(t, http.StatusNoContent, status)
+	for _, path := range []string{"/calculator/set_value", "/jsonrpc"} {
+		nc, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		require.NoError(t, err)
+		defer nc.Close()
+		require.NoError(t, nc.SetDeadline(time.Now().Add(gatewaytest.Timeout)))
+		_, err = io.WriteString(nc, "POST "+path+" HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n8\r\n0\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, path)
+		assert.Contains(t, string(body), `"ec":4`, path)
+	}
+	_, value, _ := do(t, "GET", url+"/calculator/value", "")
+	assert.Equal(t, "7", value, "the plugin never saw the broken body")
 }

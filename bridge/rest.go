@@ -189,11 +189,14 @@ func acceptsBEVE(r *http.Request) bool {
 
 // bodyFailed answers a request whose body could not be read: 408 when the
 // client took longer than the listener's read timeout, which then closes
-// the connection; nothing when the client went away.
+// the connection, and 400 otherwise, such as for a malformed chunked body;
+// a client that went away never reads the answer, which is harmless.
 func bodyFailed(w http.ResponseWriter, err error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		writeError(w, http.StatusRequestTimeout, repe.Timeout, "the request's body did not arrive within the HTTP read timeout")
+		return
 	}
+	writeError(w, http.StatusBadRequest, repe.InvalidBody, "the request's body could not be read: "+err.Error())
 }
 
 func writeError(w http.ResponseWriter, status int, ec repe.ErrorCode, msg string) {

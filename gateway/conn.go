@@ -429,14 +429,23 @@ func (cs *conn) collect(out []byte, j *job) ([]byte, action) {
 	t := cs.loop.tally
 	t.countReplies(&j.lane.tally[t.slot], j.countDirect(t))
 	if len(j.reply.B) > largeReply {
-		// Written apart rather than copied into the batch first.
+		// Written apart rather than copied into the batch first. A gnet
+		// write that fails closes the connection within the call, and the
+		// close frees j: once cs.job is no longer j, j must not be touched.
 		if len(out) > 0 {
 			_, _ = w.Write(out)
 			t.bytesOut.Add(uint64(len(out)))
 			out = out[:0]
+			if cs.job != j {
+				return out, closeConn
+			}
 		}
+		n := len(j.reply.B)
 		_, _ = w.Write(j.reply.B)
-		t.bytesOut.Add(uint64(len(j.reply.B)))
+		t.bytesOut.Add(uint64(n))
+		if cs.job != j {
+			return out, closeConn
+		}
 	} else {
 		out = append(out, j.reply.B...)
 	}
