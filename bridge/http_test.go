@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -142,6 +143,34 @@ func TestJSONRPC(t *testing.T) {
 	}
 	_, resp := rpc(`{"jsonrpc":"2.0","method":"tp/garbage","id":7}`)
 	assert.Contains(t, resp, `"code":-32700`, "Glaze maps ec 5 to a parse error, whoever made it")
+
+	// A batch of the most calls the gateway takes runs them all, in
+	// order; one more call and none runs.
+	batch := func(n int) string {
+		calls := make([]string, n)
+		for i := range calls {
+			calls[i] = fmt.Sprintf(`{"jsonrpc":"2.0","method":"calculator/increment","id":%d}`, i)
+		}
+		return "[" + strings.Join(calls, ",") + "]"
+	}
+	rpc(`{"jsonrpc":"2.0","method":"calculator/set_value","params":0}`)
+	status, resp := rpc(batch(1000))
+	require.Equal(t, 200, status)
+	var replies []struct {
+		Result int
+		ID     int
+	}
+	require.NoError(t, json.Unmarshal([]byte(resp), &replies))
+	require.Len(t, replies, 1000)
+	for i, r := range replies {
+		require.Equal(t, i, r.ID)
+		require.Equal(t, i+1, r.Result)
+	}
+	status, resp = rpc(batch(1001))
+	assert.Equal(t, 200, status)
+	assert.Equal(t, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"Invalid request","data":"a batch of 1001 calls; the gateway takes at most 1000"},"id":null}`, resp)
+	_, resp = rpc(`{"jsonrpc":"2.0","method":"calculator/value","id":1}`)
+	assert.Equal(t, `{"jsonrpc":"2.0","result":1000,"id":1}`, resp, "the batch over the limit ran nothing")
 }
 
 // TestMalformedChunkedBody: a body whose chunked encoding is broken is

@@ -60,6 +60,11 @@ type rpcResponse struct {
 
 var jsonNull = json.RawMessage("null")
 
+// maxBatch bounds the calls of one batch, as Ethereum's JSON-RPC servers
+// bound theirs (1,000 by default): decoding a batch costs memory per call,
+// and a body of the gateway's maximum size holds millions of small calls.
+const maxBatch = 1000
+
 // serveJSONRPC answers one call or a batch. Notifications get no
 // response; a batch of notifications only, 204 No Content.
 func (b *Bridge) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
@@ -79,23 +84,40 @@ func (b *Bridge) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 			writeRPC(w, failure(jsonNull, rpcParseError, err.Error()))
 			return
 		}
-		if len(batch) == 0 {
+		switch {
+		case len(batch) == 0:
 			writeRPC(w, failure(jsonNull, rpcInvalidRequest, "an empty batch"))
 			return
+		case len(batch) > maxBatch:
+			writeRPC(w, failure(jsonNull, rpcInvalidRequest,
+				"a batch of "+strconv.Itoa(len(batch))+" calls; the gateway takes at most "+strconv.Itoa(maxBatch)))
+			return
 		}
-		var out []*rpcResponse
 		// In order, one after another, as a REPE connection runs its
 		// requests: a batch that writes and then reads sees its write.
+		// Each response is written as soon as it is made, so that a batch
+		// holds one response at a time, whatever the sizes of its replies.
+		started := false
 		for _, call := range batch {
-			if resp := b.call(r, call); resp != nil {
-				out = append(out, resp)
+			resp := b.call(r, call)
+			if resp == nil {
+				continue
+			}
+			sep := byte(',')
+			if !started {
+				w.Header().Set("Content-Type", "application/json")
+				sep, started = '[', true
+			}
+			out, _ := json.Marshal(resp)
+			if _, err := w.Write(append([]byte{sep}, out...)); err != nil {
+				return // the client went away; the calls after this one do not run
 			}
 		}
-		if len(out) == 0 {
+		if !started {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		writeRPC(w, out)
+		_, _ = w.Write([]byte("]\n"))
 		return
 	}
 	if !json.Valid(body) {
