@@ -168,7 +168,7 @@ func TestJSONRPC(t *testing.T) {
 	}
 	status, resp = rpc(batch(1001))
 	assert.Equal(t, 200, status)
-	assert.Equal(t, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"Invalid request","data":"a batch of 1001 calls; the gateway takes at most 1000"},"id":null}`, resp)
+	assert.Equal(t, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"Invalid request","data":"a batch of more than 1000 calls, the most the gateway takes"},"id":null}`, resp)
 	_, resp = rpc(`{"jsonrpc":"2.0","method":"calculator/value","id":1}`)
 	assert.Equal(t, `{"jsonrpc":"2.0","result":1000,"id":1}`, resp, "the batch over the limit ran nothing")
 }

@@ -79,18 +79,18 @@ func (b *Bridge) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 	}
 	body = bytes.TrimSpace(body)
 	if len(body) > 0 && body[0] == '[' {
-		var batch []json.RawMessage
-		if err := json.Unmarshal(body, &batch); err != nil {
-			writeRPC(w, failure(jsonNull, rpcParseError, err.Error()))
+		if !json.Valid(body) {
+			writeRPC(w, failure(jsonNull, rpcParseError, "the request is not valid JSON"))
 			return
 		}
+		batch, ok := splitBatch(body)
 		switch {
+		case !ok:
+			writeRPC(w, failure(jsonNull, rpcInvalidRequest,
+				"a batch of more than "+strconv.Itoa(maxBatch)+" calls, the most the gateway takes"))
+			return
 		case len(batch) == 0:
 			writeRPC(w, failure(jsonNull, rpcInvalidRequest, "an empty batch"))
-			return
-		case len(batch) > maxBatch:
-			writeRPC(w, failure(jsonNull, rpcInvalidRequest,
-				"a batch of "+strconv.Itoa(len(batch))+" calls; the gateway takes at most "+strconv.Itoa(maxBatch)))
 			return
 		}
 		// In order, one after another, as a REPE connection runs its
@@ -130,6 +130,25 @@ func (b *Bridge) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeRPC(w, resp)
+}
+
+// splitBatch returns the calls of body, a valid JSON array, as slices of
+// it; false when there are more than maxBatch, having looked at no more
+// than that.
+func splitBatch(body []byte) ([]json.RawMessage, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	_, _ = dec.Token() // '['
+	var batch []json.RawMessage
+	for dec.More() {
+		if len(batch) == maxBatch {
+			return nil, false
+		}
+		start := dec.InputOffset()
+		var skip json.RawMessage
+		_ = dec.Decode(&skip) // valid: json.Valid said so
+		batch = append(batch, bytes.TrimLeft(body[start:dec.InputOffset()], ", \t\r\n"))
+	}
+	return batch, true
 }
 
 // call makes one JSON-RPC call through the core; nil for a notification.
