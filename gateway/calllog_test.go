@@ -28,6 +28,12 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // records returns the logged records whose msg is msg.
 func (l *logBuffer) records(msg string) []map[string]any {
 	l.mu.Lock()

@@ -1,11 +1,9 @@
 package gateway_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +26,7 @@ import (
 // another connection's long inline call while the job finishes and its
 // client resets.
 func TestLargeReplyToAResetClient(t *testing.T) {
-	var logs lockedBuffer
+	var logs logBuffer
 	srv, _ := gatewaytest.Serve(t, gateway.Config{
 		EventLoops:   1,
 		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
@@ -69,22 +67,4 @@ func TestLargeReplyToAResetClient(t *testing.T) {
 	// The panic closed a connection the write had closed already, so only
 	// the log tells of it.
 	assert.NotContains(t, logs.String(), "panic")
-}
-
-// lockedBuffer is a log destination safe for the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
