@@ -32,6 +32,19 @@ func buildVersion(t *testing.T, name, events string) string {
 	return so
 }
 
+// twoVersions builds versions a and b of a plugin at root /v, both logging
+// their lifecycle to the file events, and installs a as so, v.so in the
+// plugin directory dir.
+func twoVersions(t *testing.T) (events, a, b, dir, so string) {
+	t.Helper()
+	events = filepath.Join(t.TempDir(), "events")
+	a, b = buildVersion(t, "a", events), buildVersion(t, "b", events)
+	dir = t.TempDir()
+	so = filepath.Join(dir, "v.so")
+	install(t, a, so)
+	return events, a, b, dir, so
+}
+
 // install puts the plugin file src at dst as an installer does: written
 // beside it, then renamed over it, so that the file a running gateway
 // mapped at start is never rewritten.
@@ -124,11 +137,7 @@ func (lc *loadConn) run(depth int, stop <-chan struct{}) error {
 // once retired, its shutdown, once.
 func TestReloadUnderLoad(t *testing.T) {
 	bin := buildGateway(t)
-	events := filepath.Join(t.TempDir(), "events")
-	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
-	dir := t.TempDir()
-	so := filepath.Join(dir, "v.so")
-	install(t, a, so)
+	events, a, b, dir, so := twoVersions(t)
 	g := startGateway(t, bin, "--plugins", dir)
 
 	const conns, depth, reloads = 8, 16, 20
@@ -196,11 +205,7 @@ func TestReloadUnderLoad(t *testing.T) {
 // a root another plugin serves, changes nothing and says why.
 func TestReloadFailsWhole(t *testing.T) {
 	bin := buildGateway(t)
-	events := filepath.Join(t.TempDir(), "events")
-	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
-	dir := t.TempDir()
-	so := filepath.Join(dir, "v.so")
-	install(t, a, so)
+	_, a, b, dir, so := twoVersions(t)
 	g := startGateway(t, bin, "--plugins", dir)
 	c := g.dial(t)
 	name := func() string {
@@ -286,11 +291,7 @@ func TestReloadRemoveDrains(t *testing.T) {
 // the plugins, and a hidden file being written does not.
 func TestReloadWatch(t *testing.T) {
 	bin := buildGateway(t)
-	events := filepath.Join(t.TempDir(), "events")
-	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
-	dir := t.TempDir()
-	so := filepath.Join(dir, "v.so")
-	install(t, a, so)
+	_, _, b, dir, so := twoVersions(t)
 	g := startGateway(t, bin, "--plugins", dir, "--watch")
 	// The watch starts after the listener: a change before it is missed.
 	g.waitLog(t, "msg=\"--watch: watching the plugins and the configuration\" folders=1")
@@ -311,11 +312,7 @@ func TestReloadWatch(t *testing.T) {
 // reloads by result.
 func TestReloadAdmin(t *testing.T) {
 	bin := buildGateway(t)
-	events := filepath.Join(t.TempDir(), "events")
-	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
-	dir := t.TempDir()
-	so := filepath.Join(dir, "v.so")
-	install(t, a, so)
+	_, _, b, dir, so := twoVersions(t)
 	_, admin := startAdminGateway(t, bin, "--plugins", dir)
 	post := func() (int, reloadReport) {
 		t.Helper()
@@ -356,11 +353,7 @@ func TestReloadAdmin(t *testing.T) {
 // differs from its entry's sha256 pin changes nothing, and says why.
 func TestReloadRefusesPin(t *testing.T) {
 	bin := buildGateway(t)
-	events := filepath.Join(t.TempDir(), "events")
-	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
-	dir := t.TempDir()
-	so := filepath.Join(dir, "v.so")
-	install(t, a, so)
+	_, a, b, dir, so := twoVersions(t)
 	cfg := filepath.Join(dir, "gw.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte("plugins:\n  - path: v.so\n    sha256: "+fileSum(t, a)+"\n"), 0o600))
 	g := startGateway(t, bin, "--config", cfg)
@@ -383,11 +376,7 @@ func TestReloadRefusesPin(t *testing.T) {
 // reload loads the new content.
 func TestReloadOverwrittenInPlace(t *testing.T) {
 	bin := buildGateway(t)
-	events := filepath.Join(t.TempDir(), "events")
-	a, b := buildVersion(t, "a", events), buildVersion(t, "b", events)
-	dir := t.TempDir()
-	so := filepath.Join(dir, "v.so")
-	install(t, a, so)
+	events, _, b, dir, so := twoVersions(t)
 	g := startGateway(t, bin, "--plugins", dir)
 
 	stop := make(chan struct{})
