@@ -225,11 +225,7 @@ func TestHAProxy(t *testing.T) {
 		name string
 		*callLoad
 	}{{"Idempotent calls", reads}, {"other calls", calls}} {
-		var first error
-		if p := l.firstErr.Load(); p != nil {
-			first = *p
-		}
-		t.Logf("SIGTERM to g1: Go client, %s: %d succeeded, %d failed; first failure: %v", l.name, l.ok.Load(), l.failed.Load(), first)
+		l.logf(t, "SIGTERM to g1: Go client", l.name)
 		assert.Zero(t, l.failed.Load(), "%s through a graceful stop", l.name)
 	}
 	assert.Zero(t, graceful.Errors, "repe-bench --reconnect through a graceful stop")

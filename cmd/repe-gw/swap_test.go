@@ -35,6 +35,20 @@ type callLoad struct {
 	wg         sync.WaitGroup
 }
 
+// logf logs what the load's calls came to, as "<prefix>, <name>: ...".
+func (l *callLoad) logf(t *testing.T, prefix, name string) {
+	t.Helper()
+	t.Logf("%s, %s: %d succeeded, %d failed; first failure: %v", prefix, name, l.ok.Load(), l.failed.Load(), l.first())
+}
+
+// first returns the first failure, or nil.
+func (l *callLoad) first() error {
+	if p := l.firstErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 func startLoad(c *client.Client, callers int, opts ...client.CallOption) *callLoad {
 	l := &callLoad{stop: make(chan struct{})}
 	for range callers {
@@ -237,12 +251,8 @@ func swap(t *testing.T, bin, bench, calc string) {
 		name string
 		*callLoad
 	}{{"Idempotent calls", reads}, {"other calls", calls}} {
-		var first error
-		if p := l.firstErr.Load(); p != nil {
-			first = *p
-		}
-		t.Logf("reconnecting Go client, %s: %d succeeded, %d failed; first failure: %v", l.name, l.ok.Load(), l.failed.Load(), first)
-		assert.Zero(t, l.others.Load(), "%s: failures other than a connection that ended: first %v", l.name, first)
+		l.logf(t, "reconnecting Go client", l.name)
+		assert.Zero(t, l.others.Load(), "%s: failures other than a connection that ended: first %v", l.name, l.first())
 	}
 	assert.Zero(t, reads.failed.Load(), "Idempotent calls through the swap")
 	assert.Zero(t, calls.failed.Load(), "other calls through the swap: those the old gateway did not answer did not run, and are sent again")
