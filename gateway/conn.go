@@ -583,6 +583,8 @@ func (cs *conn) handOff(routes *router, l *lane, b []byte) int {
 	}
 	j.req.B = append(j.req.B, b[:taken]...)
 	cs.job = j
-	l.submit(j)
+	if !l.post(j) {
+		l.submit(j)
+	}
 	return taken
 }

@@ -50,6 +50,9 @@ func (s *Server) startGnet() error {
 		return fmt.Errorf("gateway: event loops: %w", err)
 	}
 	s.cli, s.addr = cli, ln.Addr()
+	for _, l := range s.routes.Load().plugins {
+		s.useLoops(l)
+	}
 	s.accepting.Go(func() {
 		defer s.untrack(ln)
 		if err := s.accept(ln, s.enroll); err != nil {
@@ -72,6 +75,7 @@ func (s *Server) stopLoops() {
 			s.wakeMu.Lock()
 			s.stopped = true
 			s.wakeMu.Unlock()
+			s.enrolling.Wait()
 			if s.cli != nil {
 				if err := s.cli.Stop(); err != nil && s.runErr == nil {
 					s.runErr = fmt.Errorf("gateway: event loops: %w", err)
@@ -139,6 +143,9 @@ func (h *handler) OnShutdown(gnet.Engine) {}
 
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := (*Server)(h)
+	if _, ok := gc.Context().(*pipeCtx); ok {
+		return nil, gnet.None
+	}
 	cs := s.newConn(gc.RemoteAddr())
 	gw := &gnetWire{Conn: gc, cs: cs}
 	cs.setWire(gw)
@@ -158,6 +165,9 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	s := (*Server)(h)
 	cs, _ := gc.Context().(*conn)
 	if cs == nil {
+		if pc, ok := gc.Context().(*pipeCtx); ok {
+			pc.closed(err)
+		}
 		return gnet.None
 	}
 	// The peer ended its stream: answer what it sent before that, unless
@@ -178,6 +188,10 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	cs, _ := gc.Context().(*conn)
 	if cs == nil {
+		if pc, ok := gc.Context().(*pipeCtx); ok {
+			pc.serve()
+			return gnet.None
+		}
 		return gnet.Close
 	}
 	if cs.serveOnce() == closeConn {

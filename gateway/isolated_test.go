@@ -4,8 +4,12 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,12 +38,16 @@ func init() {
 
 // startIsolated runs the crash test plugin in a worker process of this
 // binary, until the test ends.
-func startIsolated(t *testing.T) *isolate.Plugin {
+func startIsolated(t *testing.T) *isolate.Plugin { return startIsolatedEnv(t) }
+
+// startIsolatedEnv is startIsolated with env added to the worker's
+// environment.
+func startIsolatedEnv(t *testing.T, env ...string) *isolate.Plugin {
 	crash := plugintest.Build(t, plugintest.RepoPath("isolate/testdata/crashplugin.c"))
 	p, err := isolate.Start(t.Context(), isolate.Config{
 		File:       crash,
 		WorkerArgs: []string{"isolate-worker"},
-		Env:        []string{envWorker + "=1", "GORACE=" + os.Getenv("GORACE") + " atexit_sleep_ms=0"},
+		Env:        append([]string{envWorker + "=1", "GORACE=" + os.Getenv("GORACE") + " atexit_sleep_ms=0"}, env...),
 		Logger:     slog.New(slog.DiscardHandler),
 	})
 	require.NoError(t, err)
@@ -104,4 +112,86 @@ func TestIsolatedPluginFailures(t *testing.T) {
 	}
 	assert.Equal(t, isolate.StateServing, iso.State())
 	assert.GreaterOrEqual(t, iso.Stats().Restarts, uint64(4))
+}
+
+// TestIsolatedPipe: the event loops carry an isolated plugin's calls, from
+// many pipelining connections and a blocking caller at once, each getting
+// its own replies in order. A worker that crashes under that load costs
+// only the request it was running: the other connections' requests it had
+// not begun wait for the next worker and are answered. Closing the plugin
+// while the loops run lets go of the pipe and runs the plugin's shutdown
+// once.
+func TestIsolatedPipe(t *testing.T) {
+	events := filepath.Join(t.TempDir(), "events")
+	iso := startIsolatedEnv(t, "CRASHPLUGIN_EVENTS="+events)
+	srv, _ := gatewaytest.Serve(t, gateway.Config{Isolated: []gateway.IsolatedPlugin{iso}})
+	require.Eventually(t, func() bool { return iso.Stats().Pipe }, gatewaytest.Timeout, time.Millisecond)
+
+	const conns, rounds, depth = 8, 20, 16
+	load := func(t *testing.T, crash bool) {
+		var wg sync.WaitGroup
+		var once sync.Once
+		halfway := make(chan struct{})
+		for i := range conns {
+			wg.Go(func() {
+				c := gatewaytest.Dial(t, srv.Addr())
+				for r := range rounds {
+					if r == rounds/2 {
+						once.Do(func() { close(halfway) })
+					}
+					var batch []byte
+					for k := range depth {
+						id := uint64(r*depth + k)
+						batch = append(batch, gatewaytest.Request(id, "/crash/echo", fmt.Sprintf(`"%d-%d"`, i, id))...)
+					}
+					c.Send(batch)
+					for k := range depth {
+						id := uint64(r*depth + k)
+						m := c.Next()
+						if !assert.Equal(t, id, m.ID()) || !assert.Equal(t, repe.OK, m.EC(), "%s", m.Body()) {
+							return
+						}
+						assert.Equal(t, fmt.Sprintf(`"%d-%d"`, i, id), string(m.Body()))
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			// A blocking caller, as a stream connection's worker is.
+			for k := range rounds * depth {
+				out, err := iso.Call(nil, gatewaytest.Request(uint64(k), "/crash/echo", `"blocking"`), time.Time{})
+				if !assert.NoError(t, err) {
+					return
+				}
+				m := repe.Message(out)
+				if !assert.Equal(t, repe.OK, m.EC(), "%s", m.Body()) {
+					return
+				}
+				assert.Equal(t, `"blocking"`, string(m.Body()))
+			}
+		})
+		if crash {
+			c := gatewaytest.Dial(t, srv.Addr())
+			<-halfway
+			c.Send(gatewaytest.Request(1, "/crash/segv", ""))
+			m := c.Next()
+			assert.Equal(t, repe.ConnectionFailure, m.EC(), "%s", m.Body())
+		}
+		wg.Wait()
+	}
+	t.Run("steady", func(t *testing.T) { load(t, false) })
+	t.Run("crash", func(t *testing.T) {
+		load(t, true)
+		assert.Equal(t, uint64(1), iso.Stats().Crashes)
+		require.Eventually(t, func() bool { return iso.Stats().Pipe }, gatewaytest.Timeout, time.Millisecond)
+	})
+
+	ctx, cancel := context.WithTimeout(t.Context(), gatewaytest.Timeout)
+	defer cancel()
+	require.NoError(t, iso.Close(ctx))
+	assert.False(t, iso.Stats().Pipe)
+	b, err := os.ReadFile(events)
+	require.NoError(t, err)
+	assert.Equal(t, 2, strings.Count(string(b), "init "), "%s", b)
+	assert.Equal(t, 1, strings.Count(string(b), "shutdown "), "%s", b)
 }

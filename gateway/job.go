@@ -28,6 +28,8 @@ type job struct {
 	state  atomic.Int32
 	failed bool // a panic or a bad frame interrupted the job; written before state
 	direct directSent
+	// posted is when the job went to its plugin's pipe (pipe.go).
+	posted time.Time
 }
 
 // Job states. A running job becomes done when its worker finishes; when its

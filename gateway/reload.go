@@ -107,6 +107,7 @@ func (s *Server) build(rt Routes, old *router) (*router, []*lane, error) {
 		}
 		lanes[i] = newLane(s, p, pol)
 		lanes[i].sha256 = sum
+		s.useLoops(lanes[i])
 	}
 	r, err := newRouter(lanes, s.own)
 	if err != nil {

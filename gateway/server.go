@@ -68,6 +68,9 @@ type Server struct {
 	// wakeMu keeps wakes from reaching event loops that have stopped.
 	wakeMu  sync.RWMutex
 	stopped bool
+	// enrolling counts the workers' sockets being given to the loops
+	// (pipe.go), which stop only once none is.
+	enrolling sync.WaitGroup
 
 	jobs    sync.WaitGroup // requests running on workers or handed over
 	jobPool sync.Pool

@@ -44,7 +44,9 @@ const (
 // its worker had not sent yet.
 //
 // Call is safe for concurrent use, and concurrent calls share the cost of
-// reaching the worker: while the worker runs one exchange, the calls that
+// reaching the worker. Through a pipe (UseLoop), the loop carries a call
+// with those posted beside it; otherwise, while the worker runs one
+// exchange, the calls that
 // arrive wait, and the next exchange carries all of them to it in one
 // write, their replies coming back in one. The worker runs their requests
 // one after another, in the order the calls queued; each call gets the
@@ -76,7 +78,9 @@ func (p *Plugin) Call(dst, reqs []byte, deadline time.Time) ([]byte, error) {
 	}
 	c := p.calls.Get().(*call)
 	c.dst, c.reqs, c.n, c.deadline, c.start, c.done = dst, reqs, n, deadline, now, false
-	if p.enqueue(c) || p.await(c) {
+	if pp := p.pipe.Load(); pp != nil && pp.post(c) {
+		<-c.wake
+	} else if p.enqueue(c) || p.await(c) {
 		p.lead(c)
 	}
 	out := c.dst
@@ -106,7 +110,7 @@ func (g *group) start() {
 	g.n, g.size, g.written, g.next, g.ci, g.running, g.lastDL = 0, 0, 0, 0, 0, 0, -1
 	g.sent = time.Now()
 	for i, c := range g.calls {
-		c.base, c.first, c.next, c.at, c.turn = g.size, g.n, 0, 0, time.Time{}
+		c.base, c.first, c.next, c.at, c.turn, c.sent = g.size, g.n, 0, 0, time.Time{}, g.sent
 		g.size += len(c.reqs)
 		g.n += c.n
 		if !c.deadline.IsZero() {
@@ -318,7 +322,7 @@ func (g *group) limit(w *worker, now time.Time) (at time.Time, overdue bool) {
 		c.turn = now
 	}
 	if !c.deadline.IsZero() {
-		at = c.turn.Add(max(c.deadline.Sub(g.sent), c.deadline.Sub(c.start)/minRunShare))
+		at = c.turn.Add(max(c.deadline.Sub(c.sent), c.deadline.Sub(c.start)/minRunShare))
 		if !now.Before(at) {
 			return at, true
 		}
@@ -451,8 +455,10 @@ func (p *Plugin) settle(w *worker, g *group, end ending) (began int, what string
 }
 
 // drain reads what the socket still holds from a worker that has exited.
+//
+// It begins with what p.rbuf holds: the start of a record a pipe had read.
 func (p *Plugin) drain(w *worker, g *group) {
-	buf := p.rbuf[:0]
+	buf := p.rbuf
 	if cap(buf) == 0 {
 		buf = make([]byte, 0, 64<<10)
 	}

@@ -22,6 +22,23 @@
 // between them, not one each. (A plugin that must run several requests at
 // once could get a pool of workers; one is what exists.)
 //
+// # Event loops
+//
+// A gateway with event loops gives them the serving worker's socket
+// (UseLoop), and the calls go through a pipe: Post queues a batch without
+// waiting and wakes the loop, which writes every batch queued since it last
+// ran in one write and hands each batch its replies as they arrive (Call,
+// meanwhile, posts its batch and waits). The worker does not care where one
+// write ends: it answers a stream of requests in order. Compared with an
+// exchange, this saves the thread that waits for the worker and the
+// wake-up of the loop that takes its replies: a round trip to the worker
+// costs the loop one wait for readiness, which it makes anyway for its
+// clients. Order, deadlines and failures are the same either way: a pipe
+// that sees its worker fail settles the failure as an exchange does, and a
+// new pipe is attached once the next worker serves. Without a pipe (before
+// UseLoop, while the worker restarts, once the loops have stopped), calls
+// go as exchanges.
+//
 // The worker keeps count of the requests it begins, and the replies it has
 // made but not yet written, in a page of memory it shares with the gateway
 // (wire.go describes it). When a worker dies, the gateway therefore knows

@@ -66,6 +66,8 @@ type Stats struct {
 	// Timeouts counts the workers killed because a call passed its
 	// deadline.
 	Timeouts uint64
+	// Pipe is true while an event loop carries the calls (UseLoop).
+	Pipe bool
 }
 
 // Plugin is one plugin served by a worker process. Its methods are safe for
@@ -89,6 +91,14 @@ type Plugin struct {
 	queue  []*call
 	leader bool
 	calls  sync.Pool // of *call
+
+	// The pipe that carries the calls, if any (pipe.go), and how to attach
+	// one to a worker. pipeChanged is closed and replaced, under qmu,
+	// whenever pipe changes. stopping is set by Close.
+	pipe        atomic.Pointer[Pipe]
+	pipeChanged chan struct{}
+	enroll      atomic.Pointer[Enroll]
+	stopping    atomic.Bool
 
 	mu       sync.Mutex
 	state    State
@@ -145,6 +155,8 @@ func Start(ctx context.Context, cfg Config) (*Plugin, error) {
 		stop:    make(chan struct{}),
 		kill:    make(chan struct{}),
 		done:    make(chan struct{}),
+
+		pipeChanged: make(chan struct{}),
 	}
 	p.argv = append(append([]string{os.Args[0]}, cfg.WorkerArgs...), "--plugin", cfg.File)
 	if cfg.MemoryLimit != 0 {
@@ -241,6 +253,7 @@ func (p *Plugin) Stats() Stats {
 	s.Restarts = p.restarts.Load()
 	s.Crashes = p.crashes.Load()
 	s.Timeouts = p.timeouts.Load()
+	s.Pipe = p.pipe.Load() != nil
 	return s
 }
 
@@ -311,6 +324,11 @@ func (p *Plugin) Close(ctx context.Context) error {
 	p.mu.Lock()
 	p.setLocked(StateClosed)
 	p.mu.Unlock()
+	// A pipe lets go of the worker once its calls are answered.
+	p.stopping.Store(true)
+	if pp := p.pipe.Load(); pp != nil {
+		pp.wake()
+	}
 
 	var err error
 	killed := func() {

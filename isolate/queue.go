@@ -34,6 +34,12 @@ type call struct {
 	next  int       // its requests answered so far
 	at    int       // the offset in reqs of request next
 	turn  time.Time // when its first request was seen running
+	sent  time.Time // when its requests were written
+
+	// A call posted to a pipe is given back to notify, with arg, instead
+	// of waking a caller blocked in Call.
+	notify func(out []byte, arg any)
+	arg    any
 }
 
 // Where a call is; guarded by Plugin.qmu.
@@ -97,9 +103,22 @@ func (p *Plugin) await(c *call) bool {
 // no caller waits on another's behalf for longer than one exchange.
 // Exchanges are what costs: every call queued while one runs goes to the
 // worker in the next one, in one write, however many there are.
+//
+// A pipe attached meanwhile takes the queued calls, self among them.
 func (p *Plugin) lead(self *call) {
 	for !self.done {
-		p.sem <- struct{}{}
+		p.qmu.Lock()
+		changed := p.pipeChanged
+		p.qmu.Unlock()
+		if p.divert() {
+			<-self.wake
+			return
+		}
+		select {
+		case p.sem <- struct{}{}:
+		case <-changed:
+			continue
+		}
 		p.round(self)
 		<-p.sem
 	}
@@ -112,6 +131,30 @@ func (p *Plugin) lead(self *call) {
 	next := p.queue[0]
 	next.state = leading
 	next.wake <- struct{}{}
+}
+
+// divert posts every queued call to the plugin's pipe, if one is
+// attached, and reports whether it did: no caller leads any more.
+func (p *Plugin) divert() bool {
+	pp := p.pipe.Load()
+	if pp == nil {
+		return false
+	}
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	for _, c := range p.queue {
+		c.state = taken
+	}
+	if !pp.postAll(p.queue) {
+		for _, c := range p.queue {
+			c.state = queued
+		}
+		return false
+	}
+	clear(p.queue)
+	p.queue = p.queue[:0]
+	p.leader = false
+	return true
 }
 
 // round takes every queued call and sends them to the worker in one

@@ -43,6 +43,8 @@ type worker struct {
 
 	// killed says why the gateway killed the process, 0 when it did not.
 	killed atomic.Int32
+	// piped is set once a pipe was tried for the worker.
+	piped atomic.Bool
 }
 
 // Why the gateway kills a worker.

@@ -39,6 +39,7 @@ func (p *Plugin) supervise(first chan<- error) {
 		return
 	}
 	first <- nil
+	go p.attach(w)
 	var fails failures
 	for {
 		select {
@@ -103,6 +104,7 @@ func (p *Plugin) supervise(first chan<- error) {
 			return
 		}
 		p.restarts.Add(1)
+		go p.attach(w)
 		log.Info("plugin worker restarted", "pid", w.pid, "down", time.Since(down).Round(time.Millisecond), "restarts", p.restarts.Load())
 	}
 }
