@@ -38,11 +38,11 @@ func init() {
 
 // startIsolated runs the crash test plugin in a worker process of this
 // binary, until the test ends.
-func startIsolated(t *testing.T) *isolate.Plugin { return startIsolatedEnv(t) }
+func startIsolated(t testing.TB) *isolate.Plugin { return startIsolatedEnv(t) }
 
 // startIsolatedEnv is startIsolated with env added to the worker's
 // environment.
-func startIsolatedEnv(t *testing.T, env ...string) *isolate.Plugin {
+func startIsolatedEnv(t testing.TB, env ...string) *isolate.Plugin {
 	crash := plugintest.Build(t, plugintest.RepoPath("isolate/testdata/crashplugin.c"))
 	p, err := isolate.Start(t.Context(), isolate.Config{
 		File:       crash,
@@ -194,4 +194,31 @@ func TestIsolatedPipe(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, strings.Count(string(b), "init "), "%s", b)
 	assert.Equal(t, 1, strings.Count(string(b), "shutdown "), "%s", b)
+}
+
+// BenchmarkIsolatedPath is BenchmarkRequestPath for an isolated plugin,
+// whose calls go through the event loop's pipe: allocs/op counts this
+// process, the gateway and the client, not the worker.
+func BenchmarkIsolatedPath(b *testing.B) {
+	for _, tc := range []struct{ conns, depth int }{{1, 1}, {4, 32}} {
+		b.Run(fmt.Sprintf("c%d-P%d", tc.conns, tc.depth), func(b *testing.B) {
+			iso := startIsolated(b)
+			srv, _ := gatewaytest.Serve(b, gateway.Config{Isolated: []gateway.IsolatedPlugin{iso}})
+			require.Eventually(b, func() bool { return iso.Stats().Pipe }, gatewaytest.Timeout, time.Millisecond)
+			clients := make([]*pipeliner, tc.conns)
+			for i := range clients {
+				clients[i] = newPipeliner(b, srv.Addr(), tc.depth, "/crash/ping")
+				clients[i].round(b, 200)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			per := b.N/(tc.conns*tc.depth) + 1
+			for _, c := range clients {
+				wg.Go(func() { c.round(b, per) })
+			}
+			wg.Wait()
+			b.ReportMetric(float64(per*tc.conns*tc.depth)/float64(b.N), "req/op")
+		})
+	}
 }

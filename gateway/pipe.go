@@ -13,9 +13,9 @@ import (
 // loop that reads a client's requests posts them to the plugin without
 // waiting, the worker's socket sits in a loop's epoll set beside the
 // clients', and its replies are handed to their connections as they
-// arrive. Calls of many connections thus share one write to the worker and
-// one wait for it, and no goroutine stands between the loop and the
-// worker. Package isolate keeps the order, the deadlines and the failures
+// arrive. The calls of that loop's connections thus share one write to the
+// worker and one wait for it, those of other loops are written by their
+// own loop, and no goroutine stands between the loops and the worker. Package isolate keeps the order, the deadlines and the failures
 // (its pipe.go); the lane keeps the limits and the counts, as for a call on
 // a worker goroutine, which is where a job goes when no pipe serves the
 // plugin (before its worker is up, while it restarts, once the loops have
@@ -27,16 +27,18 @@ type loopConn = interface {
 	Peek(n int) ([]byte, error)
 	Discard(n int) (int, error)
 	InboundBuffered() int
+	OutboundBuffered() int
 	Writev(bs [][]byte) (int, error)
 	Close() error
 	Wake() error
+	Loop() any
 }
 
 // looped is an isolated plugin whose calls event loops can carry, as
 // package isolate's are.
 type looped interface {
 	UseLoop(enroll func(sock *os.File, serve func(), closed func(error)) (loopConn, error))
-	Post(dst, reqs []byte, deadline time.Time, done func([]byte, any), arg any) bool
+	Post(dst, reqs []byte, deadline time.Time, done func([]byte, any), arg any, loop any) bool
 }
 
 // pipeCtx is the context of a worker's socket on its event loop.
@@ -60,6 +62,9 @@ func (c pipeConn) Wake() error {
 	}
 	return c.Conn.Wake(nil)
 }
+
+// Loop returns the connection's event loop.
+func (c pipeConn) Loop() any { return c.Conn.EventLoop() }
 
 var errLoopsStopped = errors.New("gateway: the event loops have stopped")
 
@@ -107,8 +112,15 @@ func (l *lane) post(j *job) bool {
 	if l.deadline > 0 {
 		deadline = j.posted.Add(time.Duration(l.deadline) * time.Duration(n))
 	}
+	// A job read on the loop that serves the worker's socket waits to be
+	// written with the others of the loop's batch; one from elsewhere is
+	// written at once.
+	var loop any
+	if gw, ok := j.cs.w.(*gnetWire); ok {
+		loop = gw.EventLoop()
+	}
 	j.cs.srv.jobs.Add(1)
-	if !p.Post(j.reply.B, j.req.B, deadline, l.srv.pipeDone, j) {
+	if !p.Post(j.reply.B, j.req.B, deadline, l.srv.pipeDone, j, loop) {
 		j.cs.srv.jobs.Done()
 		l.leave()
 		return false

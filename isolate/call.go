@@ -78,7 +78,7 @@ func (p *Plugin) Call(dst, reqs []byte, deadline time.Time) ([]byte, error) {
 	}
 	c := p.calls.Get().(*call)
 	c.dst, c.reqs, c.n, c.deadline, c.start, c.done = dst, reqs, n, deadline, now, false
-	if pp := p.pipe.Load(); pp != nil && pp.post(c) {
+	if pp := p.pipe.Load(); pp != nil && pp.post(c, false) {
 		<-c.wake
 	} else if p.enqueue(c) || p.await(c) {
 		p.lead(c)

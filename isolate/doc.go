@@ -24,11 +24,13 @@
 //
 // # Event loops
 //
-// A gateway with event loops gives them the serving worker's socket
-// (UseLoop), and the calls go through a pipe: Post queues a batch without
-// waiting and wakes the loop, which writes every batch queued since it last
-// ran in one write and hands each batch its replies as they arrive (Call,
-// meanwhile, posts its batch and waits). The worker does not care where one
+// A gateway with event loops gives one of them the serving worker's socket
+// (UseLoop), and the calls go through a pipe: Post sends a batch without
+// waiting, and the loop hands each batch its replies as they arrive (Call,
+// meanwhile, posts its batch and waits). The batches posted on that loop
+// wait for it to write them in one write once it is done with what it
+// read; one posted elsewhere is written at once, unless batches before it
+// still wait to be written. The worker does not care where one
 // write ends: it answers a stream of requests in order. Compared with an
 // exchange, this saves the thread that waits for the worker and the
 // wake-up of the loop that takes its replies: a round trip to the worker

@@ -7,21 +7,26 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// A pipe carries calls to the serving worker from an event loop of the
-// gateway's, which serves the worker's socket beside its clients' (see
-// UseLoop). Post never blocks: it queues a call and wakes the loop, which
-// writes every call queued since it last ran in one write, and hands each
-// call its replies as they arrive, however many calls the worker is still
+// A pipe carries calls to the serving worker beside an event loop of the
+// gateway's, which serves the worker's socket with its clients' (see
+// UseLoop). Post never blocks. A call posted on that loop waits for the
+// loop to write it with every other call posted since the loop last ran,
+// in one write; one posted anywhere else is written at once by its poster,
+// unless calls before it still wait. The loop reads the replies and hands
+// each call its own as they arrive, however many calls the worker is still
 // running. One wait for readiness serves the clients and the worker alike,
 // where a blocking exchange costs a thread waiting for the worker and a
 // wake-up of the loop to take its replies.
 //
-// While a pipe is attached it holds p.sem, as a leader does for one
-// exchange: every call, Call's included, goes through it. It lets go on a
+// The stream of calls written and not yet answered is guarded by the
+// pipe's mutex, since posters on other loops write to it. While a pipe is
+// attached it holds p.sem, as a leader does for one exchange: every call,
+// Call's included, goes through it. It lets go on a
 // graceful stop (Close, or the loop's) once its calls are answered, and
 // when its worker fails: then the failure is settled exactly as a failed
 // exchange's (settle, answerFailed), and the calls the worker had not begun
@@ -35,9 +40,12 @@ type LoopConn = interface {
 	Peek(n int) ([]byte, error)
 	Discard(n int) (int, error)
 	InboundBuffered() int
+	OutboundBuffered() int
 	Writev(bs [][]byte) (int, error)
 	Close() error
 	Wake() error
+	// Loop identifies the event loop, as Post's loop does.
+	Loop() any
 }
 
 // Enroll gives sock, a duplicate of a worker's socket, to an event loop.
@@ -61,14 +69,21 @@ func (p *Plugin) UseLoop(enroll Enroll) {
 	}
 }
 
-// Post is Call without waiting: it queues reqs for the worker and returns
-// at once, and done is called with dst and the replies appended, as Call
+// Post is Call without waiting: it sends reqs to the worker and returns at
+// once, and done is called with dst and the replies appended, as Call
 // would have returned them, with arg. It returns false, and calls nothing,
 // when no pipe serves the plugin or reqs is not a batch Post takes (whole
 // frames, at least one, with a deadline still ahead); Call then does what
 // Post did not. done runs on an event loop, or on a goroutine of the
 // plugin's after a failure: it must not block.
-func (p *Plugin) Post(dst, reqs []byte, deadline time.Time, done func([]byte, any), arg any) bool {
+//
+// loop is the event loop the caller runs on (what LoopConn.Loop returns),
+// or nil. On the loop that serves the worker's socket, the batches posted
+// wait for the loop to write them together once it is done with what it
+// read; from anywhere else, a batch is written at once, unless batches
+// before it still wait, so that reaching the worker costs no hand-off to
+// another loop.
+func (p *Plugin) Post(dst, reqs []byte, deadline time.Time, done func([]byte, any), arg any, loop any) bool {
 	pp := p.pipe.Load()
 	if pp == nil {
 		return false
@@ -86,7 +101,7 @@ func (p *Plugin) Post(dst, reqs []byte, deadline time.Time, done func([]byte, an
 	c := p.calls.Get().(*call)
 	c.dst, c.reqs, c.n, c.deadline, c.start, c.done = dst, reqs, n, deadline, now, false
 	c.notify, c.arg = done, arg
-	if !pp.post(c) {
+	if !pp.post(c, loop != nil && loop == pp.loop) {
 		c.dst, c.reqs, c.notify, c.arg = nil, nil, nil, nil
 		p.calls.Put(c)
 		return false
@@ -99,19 +114,25 @@ type Pipe struct {
 	p    *Plugin
 	w    *worker
 	conn LoopConn
+	loop any // conn.Loop()
 
+	// mu guards the stream: g, the calls posted and not yet answered,
+	// oldest first, of which the bytes past g.written are not written yet.
 	mu     sync.Mutex
-	inbox  []*call // posted, not yet written
-	active bool    // holds p.sem: the loop may write
-	closed bool    // detached: posts are refused
+	g      group
+	closed bool // detached: posts are refused
+	// byLoop: the loop writes what is not written yet (it was posted on
+	// the loop, or the socket was full); posts from elsewhere leave their
+	// batches to it too, until everything is written.
+	byLoop bool
 	woken  atomic.Bool
+	bufs   [][]byte
+	iov    []unix.Iovec
 
 	// Used on the loop only.
-	g      group // the calls written and not yet answered, oldest first
-	batch  []*call
-	bufs   [][]byte
-	timer  *time.Timer // wakes the loop to look at a deadline
-	ending bool        // the pipe closes its connection itself
+	answered []*call
+	timer    *time.Timer // wakes the loop to look at a deadline
+	ending   bool        // the pipe closes its connection itself
 }
 
 // attach gives w a pipe, when UseLoop was called and w still serves.
@@ -138,7 +159,7 @@ func (p *Plugin) attach(w *worker) {
 		p.logger().Warn("calls go without the event loop: cannot duplicate the worker's socket", "error", err)
 		return
 	}
-	pp := &Pipe{p: p, w: w, active: true}
+	pp := &Pipe{p: p, w: w}
 	pp.g.lastDL = -1
 	conn, err := (*enroll)(os.NewFile(uintptr(fd), "worker"), pp.serve, pp.closedByLoop)
 	if err != nil {
@@ -147,7 +168,7 @@ func (p *Plugin) attach(w *worker) {
 		p.logger().Debug("calls go without the event loop", "error", err)
 		return
 	}
-	pp.conn = conn
+	pp.conn, pp.loop = conn, conn.Loop()
 	// Calls post to the pipe from now on, and the callers waiting to lead
 	// an exchange post theirs.
 	p.setPipe(pp)
@@ -163,107 +184,178 @@ func (p *Plugin) setPipe(pp *Pipe) {
 	p.qmu.Unlock()
 }
 
-// post queues c, or reports false when the pipe is detached or the plugin
-// is closing.
-func (pp *Pipe) post(c *call) bool {
+// post sends c, or leaves it to the loop when onLoop (or when calls before
+// it are still to be written), or reports false when the pipe is detached
+// or the plugin is closing.
+func (pp *Pipe) post(c *call, onLoop bool) bool {
 	pp.mu.Lock()
 	if pp.closed || pp.p.stopping.Load() {
 		pp.mu.Unlock()
 		return false
 	}
-	pp.inbox = append(pp.inbox, c)
+	pp.add(c)
+	wake := !c.deadline.IsZero()
+	if onLoop || pp.byLoop {
+		pp.byLoop = true
+		wake = true
+	} else {
+		pp.writeDirect()
+	}
 	pp.mu.Unlock()
-	if !pp.woken.Swap(true) {
+	if wake && !pp.woken.Swap(true) {
 		pp.wake()
 	}
 	return true
 }
 
-// postAll queues calls, all or none.
+// postAll posts calls, all or none.
 func (pp *Pipe) postAll(calls []*call) bool {
 	pp.mu.Lock()
 	if pp.closed {
 		pp.mu.Unlock()
 		return false
 	}
-	pp.inbox = append(pp.inbox, calls...)
+	for _, c := range calls {
+		pp.add(c)
+	}
+	pp.byLoop = true
 	pp.mu.Unlock()
 	pp.woken.Store(true)
 	pp.wake()
 	return true
 }
 
+// add appends c to the stream; pp.mu is held.
+func (pp *Pipe) add(c *call) {
+	g := &pp.g
+	now := c.start
+	if now.IsZero() && (!c.deadline.IsZero() || g.lastDL >= 0) {
+		now = time.Now()
+	}
+	c.base, c.first, c.next, c.at, c.sent, c.turn = g.size, g.n, 0, 0, now, time.Time{}
+	if len(g.calls) == 0 {
+		// The worker is idle: it begins this one as it reads it.
+		c.turn = now
+	}
+	if !c.deadline.IsZero() {
+		g.lastDL = len(g.calls)
+	}
+	g.size += len(c.reqs)
+	g.n += c.n
+	g.calls = append(g.calls, c)
+}
+
+// unwritten gathers the parts of the stream not yet written; pp.mu is held.
+func (pp *Pipe) unwritten() [][]byte {
+	g := &pp.g
+	pp.bufs = pp.bufs[:0]
+	for _, c := range g.calls {
+		if skip := g.written - c.base; skip < len(c.reqs) {
+			pp.bufs = append(pp.bufs, c.reqs[max(skip, 0):])
+		}
+	}
+	return pp.bufs
+}
+
+// writeDirect writes what is not written yet to the worker's socket from
+// this goroutine, and leaves what the socket did not take to the loop;
+// pp.mu is held. A failed write is the loop's to see, as the end of the
+// socket.
+func (pp *Pipe) writeDirect() {
+	g := &pp.g
+	pp.iov = pp.iov[:0]
+	for _, b := range pp.unwritten() {
+		v := unix.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		if pp.iov = append(pp.iov, v); len(pp.iov) == maxIovecs {
+			break
+		}
+	}
+	clear(pp.bufs)
+	k, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(pp.w.sock), uintptr(unsafe.Pointer(&pp.iov[0])), uintptr(len(pp.iov)))
+	clear(pp.iov)
+	if errno == 0 {
+		g.written += int(k)
+	}
+	if g.written < g.size {
+		pp.byLoop = true
+		if !pp.woken.Swap(true) {
+			pp.wake()
+		}
+	}
+}
+
 func (pp *Pipe) wake() { _ = pp.conn.Wake() }
 
-// serve writes what was posted, takes what the worker answered, and hands
-// the answered calls back; on the loop.
+// serve writes what is left to the loop, takes what the worker answered,
+// and hands the answered calls back; on the loop.
 func (pp *Pipe) serve() {
 	p, g := pp.p, &pp.g
 	pp.woken.Store(false)
 	pp.mu.Lock()
-	if !pp.active || pp.closed {
+	if pp.closed {
 		pp.mu.Unlock()
 		return
 	}
-	pp.batch = append(pp.batch[:0], pp.inbox...)
-	clear(pp.inbox)
-	pp.inbox = pp.inbox[:0]
-	pp.mu.Unlock()
-
-	if len(pp.batch) > 0 {
-		now := time.Now()
-		pp.bufs = pp.bufs[:0]
-		for _, c := range pp.batch {
-			c.base, c.first, c.next, c.at, c.sent, c.turn = g.size, g.n, 0, 0, now, time.Time{}
-			if len(g.calls) == 0 {
-				// The worker is idle: it begins this one as it reads it.
-				c.turn = now
-			}
-			if !c.deadline.IsZero() {
-				g.lastDL = len(g.calls)
-			}
-			g.size += len(c.reqs)
-			g.n += c.n
-			g.calls = append(g.calls, c)
-			pp.bufs = append(pp.bufs, c.reqs)
+	if pp.byLoop {
+		if g.written < g.size {
+			// gnet writes what the socket takes and keeps the rest; a
+			// write that fails closes the connection, and closedByLoop
+			// runs, after this.
+			_, _ = pp.conn.Writev(pp.unwritten())
+			clear(pp.bufs)
+			g.written = g.size
 		}
-		clear(pp.batch)
-		// gnet writes what the socket takes and buffers the rest; a write
-		// that fails closes the connection, and closedByLoop has run.
-		_, _ = pp.conn.Writev(pp.bufs)
-		clear(pp.bufs)
-		g.written = g.size
-		if pp.closed {
-			return
-		}
+		pp.byLoop = pp.conn.OutboundBuffered() > 0
 	}
+	bad := false
 	if avail := pp.conn.InboundBuffered(); avail > 0 {
 		buf, _ := pp.conn.Peek(avail)
-		used, bad := p.takeRecords(g, buf)
+		var used int
+		used, bad = p.takeRecords(g, buf)
 		_, _ = pp.conn.Discard(used)
-		if bad {
-			pp.fail(endProtocol, true)
-			return
+	}
+	pp.answered = pp.complete(pp.answered[:0])
+	overdue, at := false, time.Time{}
+	if !bad && g.lastDL >= 0 && len(g.calls) > 0 {
+		at, overdue = g.limit(pp.w, time.Now())
+	}
+	idle := len(g.calls) == 0
+	pp.mu.Unlock()
+
+	for _, c := range pp.answered {
+		p.finish(c)
+	}
+	clear(pp.answered)
+	switch {
+	case bad:
+		pp.fail(endProtocol, true)
+	case overdue:
+		pp.fail(endDeadline, true)
+	case idle && p.stopping.Load():
+		pp.detach()
+	case !at.IsZero():
+		d := time.Until(at)
+		if pp.timer == nil {
+			pp.timer = time.AfterFunc(d, pp.wake)
+		} else {
+			pp.timer.Reset(d)
 		}
 	}
-	pp.complete()
-	if p.stopping.Load() && len(g.calls) == 0 && pp.detach() {
-		return
-	}
-	pp.watch()
 }
 
-// complete hands the answered calls back and drops them from the stream.
-func (pp *Pipe) complete() {
+// complete appends the answered calls to done and drops them from the
+// stream; pp.mu is held.
+func (pp *Pipe) complete(done []*call) []*call {
 	g := &pp.g
 	if g.ci == 0 {
-		return
+		return done
 	}
 	bytes, reqs := 0, 0
 	for _, c := range g.calls[:g.ci] {
 		bytes += len(c.reqs)
 		reqs += c.n
-		pp.p.finish(c)
+		done = append(done, c)
 	}
 	k := copy(g.calls, g.calls[g.ci:])
 	clear(g.calls[k:])
@@ -282,6 +374,7 @@ func (pp *Pipe) complete() {
 	}
 	g.ci = 0
 	pp.w.seq += uint64(reqs)
+	return done
 }
 
 // finish gives an answered call back: to its done function, or to the
@@ -299,32 +392,6 @@ func (p *Plugin) finish(c *call) {
 	done(out, arg)
 }
 
-// watch kills the worker when the request it runs is past its deadline,
-// and otherwise has the loop woken when it next must look.
-func (pp *Pipe) watch() {
-	g := &pp.g
-	if g.lastDL < 0 || len(g.calls) == 0 {
-		if pp.timer != nil {
-			pp.timer.Stop()
-		}
-		return
-	}
-	now := time.Now()
-	at, overdue := g.limit(pp.w, now)
-	if overdue {
-		pp.fail(endDeadline, true)
-		return
-	}
-	if at.IsZero() {
-		return
-	}
-	if pp.timer == nil {
-		pp.timer = time.AfterFunc(at.Sub(now), pp.wake)
-	} else {
-		pp.timer.Reset(at.Sub(now))
-	}
-}
-
 // closedByLoop is called once the loop has closed the connection: the
 // worker's socket ended or failed, or the loop stops (err nil).
 func (pp *Pipe) closedByLoop(err error) {
@@ -332,7 +399,7 @@ func (pp *Pipe) closedByLoop(err error) {
 		return
 	}
 	pp.ending = true
-	if err == nil && len(pp.g.calls) == 0 && pp.detach() {
+	if err == nil && pp.detach() {
 		return
 	}
 	if err == nil {
@@ -343,11 +410,16 @@ func (pp *Pipe) closedByLoop(err error) {
 	pp.fail(endDied, false)
 }
 
-// detach lets go of the worker, when no call is in flight, and reports
-// whether it did; the calls posted meanwhile go on without the pipe.
+// detach lets go of the worker, unless a call is in flight, and reports
+// whether it did: the pipe closes its connection and gives back p.sem, and
+// calls go on without it.
 func (pp *Pipe) detach() bool {
 	pp.mu.Lock()
-	inbox, active := pp.close()
+	if len(pp.g.calls) > 0 {
+		pp.mu.Unlock()
+		return false
+	}
+	pp.close()
 	pp.mu.Unlock()
 	pp.p.setPipe(nil)
 	if !pp.ending {
@@ -355,23 +427,16 @@ func (pp *Pipe) detach() bool {
 		_ = pp.conn.Close()
 	}
 	pp.w.release()
-	if active {
-		<-pp.p.sem
-	}
-	pp.p.redo(inbox)
+	<-pp.p.sem
 	return true
 }
 
-// close marks the pipe detached and returns its inbox, and whether it held
-// p.sem (attach lets go of it otherwise); pp.mu is held.
-func (pp *Pipe) close() (inbox []*call, active bool) {
+// close marks the pipe detached; pp.mu is held.
+func (pp *Pipe) close() {
 	pp.closed = true
 	if pp.timer != nil {
 		pp.timer.Stop()
 	}
-	inbox, active = pp.inbox, pp.active
-	pp.inbox, pp.active = nil, false
-	return inbox, active
 }
 
 // fail detaches the pipe from its failed worker and settles the failure,
@@ -379,21 +444,6 @@ func (pp *Pipe) close() (inbox []*call, active bool) {
 // whether the loop's connection is still open.
 func (pp *Pipe) fail(end ending, open bool) {
 	p := pp.p
-	pp.mu.Lock()
-	inbox, active := pp.close()
-	pp.mu.Unlock()
-	p.setPipe(nil)
-	if !active {
-		// It has written nothing, and the exchange that holds p.sem sees
-		// the failure itself.
-		if open {
-			pp.ending = true
-			_ = pp.conn.Close()
-		}
-		pp.w.release()
-		p.redo(inbox)
-		return
-	}
 	var rest []byte
 	if open {
 		// What gnet read of a record not yet whole; the rest is still in
@@ -405,9 +455,13 @@ func (pp *Pipe) fail(end ending, open bool) {
 		pp.ending = true
 		_ = pp.conn.Close()
 	}
+	pp.mu.Lock()
 	g := new(group)
 	*g = pp.g
+	pp.close()
 	pp.g = group{}
+	pp.mu.Unlock()
+	p.setPipe(nil)
 	go func() {
 		p.rbuf = append(p.rbuf[:0], rest...)
 		began, what := p.settle(pp.w, g, end)
@@ -427,7 +481,7 @@ func (pp *Pipe) fail(end ending, open bool) {
 		}
 		pp.w.release()
 		<-p.sem
-		p.redo(append(again, inbox...))
+		p.redo(again)
 	}()
 }
 
