@@ -107,6 +107,10 @@ type loop struct {
 	// tally counts what the loop serves: its own on a gnet event loop, the
 	// stream connections' shared one otherwise.
 	tally *tally
+
+	// answered holds the connections whose jobs a pipe on this loop has
+	// just answered, for servePipe to serve (pipe.go).
+	answered []*conn
 }
 
 func newLoop(t *tally) *loop {

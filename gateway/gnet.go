@@ -143,7 +143,10 @@ func (h *handler) OnShutdown(gnet.Engine) {}
 
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := (*Server)(h)
-	if _, ok := gc.Context().(*pipeCtx); ok {
+	if pc, ok := gc.Context().(*pipeCtx); ok {
+		s.mu.Lock()
+		pc.loop = s.loopLocked(gc.EventLoop())
+		s.mu.Unlock()
 		return nil, gnet.None
 	}
 	cs := s.newConn(gc.RemoteAddr())
@@ -189,7 +192,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	cs, _ := gc.Context().(*conn)
 	if cs == nil {
 		if pc, ok := gc.Context().(*pipeCtx); ok {
-			pc.serve()
+			h.servePipe(pc)
 			return gnet.None
 		}
 		return gnet.Close

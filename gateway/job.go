@@ -82,6 +82,20 @@ func (j *job) finish() {
 	srv.jobs.Done()
 }
 
+// finishHere is finish on the connection's own event loop, from a pipe's
+// serve: the connection is served once the pipe is (servePipe), instead of
+// being woken.
+func (j *job) finishHere() {
+	cs := j.cs
+	srv := cs.srv
+	if j.state.CompareAndSwap(jobRunning, jobDone) {
+		cs.loop.answered = append(cs.loop.answered, cs)
+	} else {
+		j.free()
+	}
+	srv.jobs.Done()
+}
+
 // orphan is called on the event loop when the connection closes while the job
 // is still running. It reports whether the job still runs: its worker then
 // frees it.

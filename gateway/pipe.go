@@ -38,13 +38,30 @@ type loopConn = interface {
 // package isolate's are.
 type looped interface {
 	UseLoop(enroll func(sock *os.File, serve func(), closed func(error)) (loopConn, error))
-	Post(dst, reqs []byte, deadline time.Time, done func([]byte, any), arg any, loop any) bool
+	Post(dst, reqs []byte, deadline time.Time, done func(out []byte, arg, loop any), arg any, loop any) bool
 }
 
 // pipeCtx is the context of a worker's socket on its event loop.
 type pipeCtx struct {
 	serve  func()
 	closed func(error)
+	loop   *loop // the loop's state, set when the loop opens the socket
+}
+
+// servePipe serves a worker's socket, then the connections of the same
+// loop whose jobs it answered: handing them their replies right here
+// saves each a wake-up of the loop through gnet's task queue.
+func (h *handler) servePipe(pc *pipeCtx) {
+	pc.serve()
+	lp := pc.loop
+	for i, cs := range lp.answered {
+		lp.answered[i] = nil
+		gw := cs.w.(*gnetWire)
+		if h.OnTraffic(gw.Conn) == gnet.Close {
+			_ = gw.EventLoop().Close(gw.Conn)
+		}
+	}
+	lp.answered = lp.answered[:0]
 }
 
 // pipeConn is a worker's socket on its event loop.
@@ -92,7 +109,7 @@ func (s *Server) enrollPipe(sock *os.File, serve func(), closed func(error)) (lo
 	s.enrolling.Add(1)
 	s.wakeMu.RUnlock()
 	defer s.enrolling.Done()
-	gc, err := s.cli.EnrollContext(nc, &pipeCtx{serve, closed})
+	gc, err := s.cli.EnrollContext(nc, &pipeCtx{serve: serve, closed: closed})
 	if err != nil {
 		return nil, err
 	}
@@ -128,8 +145,10 @@ func (l *lane) post(j *job) bool {
 	return true
 }
 
-// pipeDone takes the replies of a job its pipe has answered.
-func (s *Server) pipeDone(out []byte, arg any) {
+// pipeDone takes the replies of a job its pipe has answered. A job of a
+// connection on the loop it runs on (el) is served by servePipe once the
+// pipe is; any other is woken.
+func (s *Server) pipeDone(out []byte, arg, el any) {
 	j := arg.(*job)
 	l := j.lane
 	before := len(j.reply.B)
@@ -144,5 +163,9 @@ func (s *Server) pipeDone(out []byte, arg any) {
 		s.logReplies(j.cs, l, reqs, out[before:], ns)
 	}
 	l.leave()
+	if gw, ok := j.cs.w.(*gnetWire); ok && el != nil && gw.EventLoop() == el {
+		j.finishHere()
+		return
+	}
 	j.finish()
 }

@@ -71,7 +71,8 @@ func (p *Plugin) UseLoop(enroll Enroll) {
 
 // Post is Call without waiting: it sends reqs to the worker and returns at
 // once, and done is called with dst and the replies appended, as Call
-// would have returned them, with arg. It returns false, and calls nothing,
+// would have returned them, with arg, and with the event loop it runs on
+// (nil when it does not run on one). It returns false, and calls nothing,
 // when no pipe serves the plugin or reqs is not a batch Post takes (whole
 // frames, at least one, with a deadline still ahead); Call then does what
 // Post did not. done runs on an event loop, or on a goroutine of the
@@ -83,7 +84,7 @@ func (p *Plugin) UseLoop(enroll Enroll) {
 // read; from anywhere else, a batch is written at once, unless batches
 // before it still wait, so that reaching the worker costs no hand-off to
 // another loop.
-func (p *Plugin) Post(dst, reqs []byte, deadline time.Time, done func([]byte, any), arg any, loop any) bool {
+func (p *Plugin) Post(dst, reqs []byte, deadline time.Time, done func(out []byte, arg, loop any), arg any, loop any) bool {
 	pp := p.pipe.Load()
 	if pp == nil {
 		return false
@@ -324,7 +325,7 @@ func (pp *Pipe) serve() {
 	pp.mu.Unlock()
 
 	for _, c := range pp.answered {
-		p.finish(c)
+		p.finish(c, pp.loop)
 	}
 	clear(pp.answered)
 	switch {
@@ -378,8 +379,8 @@ func (pp *Pipe) complete(done []*call) []*call {
 }
 
 // finish gives an answered call back: to its done function, or to the
-// caller blocked in Call.
-func (p *Plugin) finish(c *call) {
+// caller blocked in Call. loop is the event loop finish runs on, if any.
+func (p *Plugin) finish(c *call, loop any) {
 	c.done = true
 	if c.notify == nil {
 		c.state = taken
@@ -389,7 +390,7 @@ func (p *Plugin) finish(c *call) {
 	out, done, arg := c.dst, c.notify, c.arg
 	c.dst, c.reqs, c.notify, c.arg = nil, nil, nil, nil
 	p.calls.Put(c)
-	done(out, arg)
+	done(out, arg, loop)
 }
 
 // closedByLoop is called once the loop has closed the connection: the
@@ -471,12 +472,12 @@ func (pp *Pipe) fail(end ending, open bool) {
 		for _, c := range g.calls {
 			switch {
 			case c.done:
-				p.finish(c)
+				p.finish(c, nil)
 			case c.first >= began:
 				again = append(again, c)
 			default:
 				p.answerFailed(c, began, what, end)
-				p.finish(c)
+				p.finish(c, nil)
 			}
 		}
 		pp.w.release()
@@ -490,7 +491,7 @@ func (p *Plugin) redo(calls []*call) {
 	for _, c := range calls {
 		go func() {
 			c.dst, _ = p.Call(c.dst, c.reqs, c.deadline)
-			p.finish(c)
+			p.finish(c, nil)
 		}()
 	}
 }

@@ -38,7 +38,7 @@ type call struct {
 
 	// A call posted to a pipe is given back to notify, with arg, instead
 	// of waking a caller blocked in Call.
-	notify func(out []byte, arg any)
+	notify func(out []byte, arg, loop any)
 	arg    any
 }
 
