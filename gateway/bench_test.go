@@ -23,22 +23,29 @@ func BenchmarkRequestPath(b *testing.B) {
 	for _, tc := range []struct{ conns, depth int }{{1, 1}, {4, 32}} {
 		b.Run(fmt.Sprintf("c%d-P%d", tc.conns, tc.depth), func(b *testing.B) {
 			srv, _ := gatewaytest.Serve(b, gateway.Config{}, gatewaytest.Calculator(b))
-			clients := make([]*pipeliner, tc.conns)
-			for i := range clients {
-				clients[i] = newPipeliner(b, srv.Addr(), tc.depth, "/calculator/get_value")
-				clients[i].round(b, 200) // past the plugin's probation
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			per := b.N/(tc.conns*tc.depth) + 1
-			for _, c := range clients {
-				wg.Go(func() { c.round(b, per) })
-			}
-			wg.Wait()
-			b.ReportMetric(float64(per*tc.conns*tc.depth)/float64(b.N), "req/op")
+			benchPipelined(b, srv.Addr(), tc.conns, tc.depth, "/calculator/get_value")
 		})
 	}
+}
+
+// benchPipelined runs b.N requests for query on conns connections to
+// addr, each keeping depth in flight, after a warm-up of 200 rounds each
+// (past a plugin's probation).
+func benchPipelined(b *testing.B, addr net.Addr, conns, depth int, query string) {
+	clients := make([]*pipeliner, conns)
+	for i := range clients {
+		clients[i] = newPipeliner(b, addr, depth, query)
+		clients[i].round(b, 200)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := b.N/(conns*depth) + 1
+	for _, c := range clients {
+		wg.Go(func() { c.round(b, per) })
+	}
+	wg.Wait()
+	b.ReportMetric(float64(per*conns*depth)/float64(b.N), "req/op")
 }
 
 // pipeliner writes depth requests at a time on one connection and reads

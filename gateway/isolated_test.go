@@ -205,20 +205,7 @@ func BenchmarkIsolatedPath(b *testing.B) {
 			iso := startIsolated(b)
 			srv, _ := gatewaytest.Serve(b, gateway.Config{Isolated: []gateway.IsolatedPlugin{iso}})
 			require.Eventually(b, func() bool { return iso.Stats().Pipe }, gatewaytest.Timeout, time.Millisecond)
-			clients := make([]*pipeliner, tc.conns)
-			for i := range clients {
-				clients[i] = newPipeliner(b, srv.Addr(), tc.depth, "/crash/ping")
-				clients[i].round(b, 200)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			per := b.N/(tc.conns*tc.depth) + 1
-			for _, c := range clients {
-				wg.Go(func() { c.round(b, per) })
-			}
-			wg.Wait()
-			b.ReportMetric(float64(per*tc.conns*tc.depth)/float64(b.N), "req/op")
+			benchPipelined(b, srv.Addr(), tc.conns, tc.depth, "/crash/ping")
 		})
 	}
 }
