@@ -15,9 +15,10 @@ import (
 // clients', and its replies are handed to their connections as they
 // arrive. The calls of that loop's connections thus share one write to the
 // worker and one wait for it, those of other loops are written by their
-// own loop, and no goroutine stands between the loops and the worker. Package isolate keeps the order, the deadlines and the failures
-// (its pipe.go); the lane keeps the limits and the counts, as for a call on
-// a worker goroutine, which is where a job goes when no pipe serves the
+// own loop, and no goroutine stands between the loops and the worker.
+// Package isolate keeps the order, the deadlines and the failures (its
+// pipe.go); the lane keeps the limits and the counts, as for a call on a
+// worker goroutine, which is where a job goes when no pipe serves the
 // plugin (before its worker is up, while it restarts, once the loops have
 // stopped) or the plugin has no free slot.
 
@@ -123,11 +124,10 @@ func (l *lane) post(j *job) bool {
 	if !ok || !l.tryEnter() {
 		return false
 	}
-	n := countFrames(j.req.B)
 	var deadline time.Time
 	j.posted = time.Now()
 	if l.deadline > 0 {
-		deadline = j.posted.Add(time.Duration(l.deadline) * time.Duration(n))
+		deadline = j.posted.Add(time.Duration(l.deadline) * time.Duration(countFrames(j.req.B)))
 	}
 	// A job read on the loop that serves the worker's socket waits to be
 	// written with the others of the loop's batch; one from elsewhere is

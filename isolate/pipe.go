@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -128,7 +127,6 @@ type Pipe struct {
 	byLoop bool
 	woken  atomic.Bool
 	bufs   [][]byte
-	iov    []unix.Iovec
 
 	// Used on the loop only.
 	answered []*call
@@ -259,24 +257,13 @@ func (pp *Pipe) unwritten() [][]byte {
 }
 
 // writeDirect writes what is not written yet to the worker's socket from
-// this goroutine, and leaves what the socket did not take to the loop;
-// pp.mu is held. A failed write is the loop's to see, as the end of the
-// socket.
+// this goroutine, as an exchange does, and leaves what the socket did not
+// take to the loop; pp.mu is held. A failed write is the loop's to see, as
+// the end of the socket.
 func (pp *Pipe) writeDirect() {
 	g := &pp.g
-	pp.iov = pp.iov[:0]
-	for _, b := range pp.unwritten() {
-		v := unix.Iovec{Base: &b[0]}
-		v.SetLen(len(b))
-		if pp.iov = append(pp.iov, v); len(pp.iov) == maxIovecs {
-			break
-		}
-	}
-	clear(pp.bufs)
-	k, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(pp.w.sock), uintptr(unsafe.Pointer(&pp.iov[0])), uintptr(len(pp.iov)))
-	clear(pp.iov)
-	if errno == 0 {
-		g.written += int(k)
+	if k, _ := g.write(pp.w.sock); k > 0 {
+		g.written += k
 	}
 	if g.written < g.size {
 		pp.byLoop = true
